@@ -5,7 +5,7 @@ import torch
 
 from rlhfkit.models import tiny_causal_lm
 from rlhfkit.schema import PreferencePair
-from rlhfkit.trainers.batching import Segment, collate_pairs, collate_rows, tokenize_pairs
+from rlhfkit.trainers.packing import Segment, collate_pairs, collate_rows, tokenize_pairs
 from rlhfkit.trainers.logprobs import completion_logps
 
 PAIRS = [

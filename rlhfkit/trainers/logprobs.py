@@ -2,7 +2,7 @@
 
 What makes it fast on CPU:
 
-- the transformer body runs once per *row* of segments (see ``batching.py``), so a shared
+- the transformer body runs once per *row* of segments (see ``packing.py``), so a shared
   prompt is encoded once for both completions of a pair;
 - the LM head (49k x 576 for SmolLM2, ~20% of the FLOPs per token) is applied only to the
   hidden states that predict a completion token, never to prompt or padding positions;
@@ -19,7 +19,7 @@ import contextlib
 
 import torch
 
-from rlhfkit.trainers.batching import PackedBatch
+from rlhfkit.trainers.packing import PackedBatch
 
 
 def autocast_context(dtype: torch.dtype, device_type: str = "cpu"):
