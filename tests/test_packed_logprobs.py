@@ -3,6 +3,8 @@ a naive full log-softmax of the model's own logits."""
 
 import torch
 
+torch.set_num_threads(1)  # tiny models: threads only contend on this shared 2-core machine
+
 from rlhfkit.models import tiny_causal_lm
 from rlhfkit.schema import PreferencePair
 from rlhfkit.trainers.packing import Segment, collate_pairs, collate_rows, tokenize_pairs
