@@ -135,6 +135,8 @@ class DPOTrainer:
         self.examples: list[TokenizedPair] = []
         self.labels: torch.Tensor | None = None
         self.ref_logps: torch.Tensor | None = None  # (n, 2): chosen/completion, rejected/KL branch
+        self.eval_examples: list[TokenizedPair] = []
+        self.eval_ref_logps: torch.Tensor | None = None
         self.step = 0
         self.history: list[dict] = []
 
@@ -147,7 +149,9 @@ class DPOTrainer:
         return get_peft_model(model, config)
 
     # ---- phase 1+2: tokenize and cache the reference
-    def setup(self, pairs) -> "DPOTrainer":
+    def setup(self, pairs, eval_pairs=None) -> "DPOTrainer":
+        """Tokenize, snap (bf16), and cache reference log-probs of the training pairs and of the
+        held-out ``eval_pairs`` (for ``evaluate()``), all before any weight changes."""
         if self.cfg.loss == "kto":
             self.examples, labels = unpaired_examples(self.tokenizer, pairs, self.cfg.max_length, self.cfg.seed)
             self.labels = torch.tensor(labels)
@@ -157,20 +161,29 @@ class DPOTrainer:
             raise ValueError("no usable pairs: every prompt fills max_length, or the data are empty")
         if self.cfg.dtype == "bf16" and self.cfg.snap_bf16:
             self.snapped = loop.snap_to_bf16_grid(self.model)
-        self.ref_logps = self._reference_logps()
+        self.ref_logps = self._reference_logps(self.examples, "reference_logps.pt", self.cfg.loss == "simpo")
+        if eval_pairs:
+            self.eval_examples = tokenize_pairs(self.tokenizer, eval_pairs, self.cfg.max_length)
+            self.eval_ref_logps = self._reference_logps(self.eval_examples, "reference_logps_eval.pt")
         return self
 
-    def _reference_logps(self) -> torch.Tensor:
-        cache = self.out / "reference_logps.pt" if self.out else None
-        key = _fingerprint(self.examples)
+    def evaluate(self) -> dict:
+        """Implicit-reward accuracy and margins on the held-out pairs given to ``setup``."""
+        from rlhfkit.trainers.dpo_eval import implicit_reward_accuracy
+
+        return implicit_reward_accuracy(self.sequence_logps(self.eval_examples), self.eval_ref_logps, self.cfg.beta)
+
+    def _reference_logps(self, examples, filename: str, reference_free: bool = False) -> torch.Tensor:
+        cache = self.out / filename if self.out else None
+        key = _fingerprint(examples)
         if cache is not None and cache.exists():
             saved = torch.load(cache, weights_only=False)
             if saved["fingerprint"] == key:
                 return saved["logps"]
-        if self.cfg.loss == "simpo":  # reference-free
-            ref = torch.zeros(len(self.examples), 2)
+        if reference_free:
+            ref = torch.zeros(len(examples), 2)
         else:
-            ref = self.sequence_logps(self.examples, self._reference_context())
+            ref = self.sequence_logps(examples, self._reference_context())
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"fingerprint": key, "logps": ref}, cache)
