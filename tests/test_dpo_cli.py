@@ -85,3 +85,24 @@ def test_every_recipe_loads(path):
 
 def test_recipes_exist():
     assert any(p.name == "dpo-hh.yaml" for p in RECIPES)
+
+
+def test_kto_cli_on_unpaired_thumbs(tmp_path):
+    model_dir = save_tiny(tmp_path / "tiny")
+    data = tmp_path / "thumbs.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Rate {i}:", "completion": " good" if i % 2 else " bad",
+                                        "label": bool(i % 2)}) + "\n" for i in range(8)))
+    out = tmp_path / "kto"
+    res = CliRunner().invoke(dpo_cmd.app, ["--data", str(data), "--model", str(model_dir), "--loss", "kto",
+                                           "--out", str(out), "--lr", "1e-3", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "eval.json").read_text())["train_pairs"] == 8  # 8 unpaired examples
+
+
+def test_every_module_imports():
+    import importlib
+
+    for name in ["rlhfkit.losses.dpo", "rlhfkit.losses.kto", "rlhfkit.trainers.dpo", "rlhfkit.trainers.sft",
+                 "rlhfkit.trainers.dpo_eval", "rlhfkit.trainers.loop", "rlhfkit.trainers.packing",
+                 "rlhfkit.trainers.logprobs", "rlhfkit.commands.dpo", "rlhfkit.commands.sft", "rlhfkit.commands.recipe"]:
+        importlib.import_module(name)

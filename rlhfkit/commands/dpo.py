@@ -77,7 +77,13 @@ def run_dpo(cfg, run: dict, progress: bool = True) -> dict:
 
     out = Path(run["out"])
     try:
-        pairs = load_pairs(run["data"])
+        if cfg.loss == "kto":  # thumbs up/down as well as pairs
+            from rlhfkit.data import read_items
+            from rlhfkit.trainers.dpo import unpaired_feedback
+
+            pairs = unpaired_feedback(read_items(run["data"], strict=False))
+        else:
+            pairs = load_pairs(run["data"])
         pairs = pairs[: run["limit"]] if run["limit"] else pairs
         eval_pairs = load_pairs(run["eval_data"]) if run["eval_data"] else None
         if eval_pairs and run["eval_limit"]:

@@ -96,18 +96,40 @@ def compute_loss(cfg: DPOConfig, policy: torch.Tensor, ref: torch.Tensor, length
                     undesirable_weight=cfg.undesirable_weight)
 
 
-def unpaired_examples(tokenizer, pairs, max_length: int, seed: int) -> tuple[list[TokenizedPair], list[bool]]:
-    """KTO examples from pairs (chosen -> thumbs up, rejected -> thumbs down), each packed with the
-    completion of another example (fixed shuffled order) as its KL-estimate branch."""
-    tokenized = tokenize_pairs(tokenizer, pairs, max_length)
-    flat = [(p.prompt_ids, p.chosen_ids, True) for p in tokenized] + [(p.prompt_ids, p.rejected_ids, False)
-                                                                       for p in tokenized]
+def unpaired_feedback(items) -> list[tuple]:
+    """(prompt, completion, thumbs_up) triples from ``PreferenceItem``s: thumbs up/down judgements
+    as they are, and every preference pair split into a thumbs-up chosen and a thumbs-down rejected."""
+    from rlhfkit.schema import item_to_pairs
+
+    out = []
+    for item in items:
+        for ann in item.annotations:
+            if ann.judgement.kind == "binary":
+                out.append((item.prompt, item.responses[ann.judgement.response].text, ann.judgement.thumbs_up))
+        for pair in item_to_pairs(item):
+            out += [(pair.prompt, pair.chosen, True), (pair.prompt, pair.rejected, False)]
+    return out
+
+
+def unpaired_examples(tokenizer, feedback, max_length: int, seed: int) -> tuple[list[TokenizedPair], list[bool]]:
+    """KTO examples from (prompt, completion, label) triples or from ``PreferencePair``s (chosen ->
+    thumbs up, rejected -> thumbs down), each packed with the completion of the next example in a
+    fixed shuffled order as its KL-estimate branch (TRL pairs them the same way)."""
+    from rlhfkit.trainers.packing import tokenize_prompt_completions
+
+    if feedback and not isinstance(feedback[0], tuple):
+        feedback = [t for p in feedback for t in ((p.prompt, p.chosen, True), (p.prompt, p.rejected, False))]
+    flat = []
+    for prompt, completion, label in feedback:
+        prompt_ids, (completion_ids,) = tokenize_prompt_completions(tokenizer, prompt, [completion])
+        if len(prompt_ids) < max_length:
+            flat.append((prompt_ids, completion_ids[: max_length - len(prompt_ids)], label))
     g = torch.Generator().manual_seed(seed)
     flat = [flat[i] for i in torch.randperm(len(flat), generator=g).tolist()]
     examples, labels = [], []
     for i, (prompt, completion, label) in enumerate(flat):
         other = flat[(i + 1) % len(flat)][1]
-        examples.append(TokenizedPair(prompt, completion, other[: max_length - len(prompt)] or other[:1], index=i))
+        examples.append(TokenizedPair(prompt, completion, other[: max_length - len(prompt)], index=i))
         labels.append(label)
     return examples, labels
 
@@ -151,7 +173,8 @@ class DPOTrainer:
     # ---- phase 1+2: tokenize and cache the reference
     def setup(self, pairs, eval_pairs=None) -> "DPOTrainer":
         """Tokenize, snap (bf16), and cache reference log-probs of the training pairs and of the
-        held-out ``eval_pairs`` (for ``evaluate()``), all before any weight changes."""
+        held-out ``eval_pairs`` (for ``evaluate()``), all before any weight changes. For KTO,
+        ``pairs`` may also be (prompt, completion, thumbs_up) triples (``unpaired_feedback``)."""
         if self.cfg.loss == "kto":
             self.examples, labels = unpaired_examples(self.tokenizer, pairs, self.cfg.max_length, self.cfg.seed)
             self.labels = torch.tensor(labels)
