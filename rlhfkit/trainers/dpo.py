@@ -246,7 +246,7 @@ class DPOTrainer:
 
     def _optimizer(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        return loop.adamw(params, self.cfg.lr, self.cfg.weight_decay)
 
     def train_step(self, optimizer, global_batch: list[int]) -> dict:
         """One optimiser step over ``global_batch`` (indices), split into micro-batches."""

@@ -36,6 +36,12 @@ def snap_to_bf16_grid(model: torch.nn.Module) -> int:
     return changed
 
 
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel (what transformers' Trainer, hence TRL, uses by default on
+    torch >= 2.8): one pass over parameters, gradients and moments instead of several."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
     if warmup_steps and step < warmup_steps:

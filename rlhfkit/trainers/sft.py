@@ -159,8 +159,7 @@ class SFTTrainer:
 
     def train(self) -> list[dict]:
         cfg = self.cfg
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                      weight_decay=cfg.weight_decay)
+        optimizer = loop.adamw([p for p in self.model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay)
         global_bs = cfg.batch_size * cfg.grad_accum
         per_epoch = math.ceil(len(self.rows) / global_bs)
         logger = loop.StepLogger(self.out / "metrics.jsonl" if self.out else None, self.total_steps(), "sft",
