@@ -27,13 +27,20 @@ import torch
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hh-harmless" / "train.jsonl"
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
+def matmul_rate(dtype: torch.dtype, n: int = 2048, budget_s: float = 2.0) -> float:
+    """GFLOP/s of an n x n x n matmul; probes at n=256 first, so a CPU whose bf16 matmul falls
+    back to a scalar kernel (~1 GFLOP/s) does not spend minutes on the big one."""
+    for size in (256, n):
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
         a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+        reps, t0 = 0, time.perf_counter()
+        while reps < 3 or time.perf_counter() - t0 < budget_s / 4:
+            a @ b
+            reps += 1
+        rate = 2 * size**3 * reps / (time.perf_counter() - t0) / 1e9
+        if 2 * n**3 / (rate * 1e9) > budget_s:  # the big one would take too long: report the probe
+            return rate
+    return rate
 
 
 def param_counts(model) -> tuple[int, int]:
