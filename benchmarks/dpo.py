@@ -138,7 +138,7 @@ def main() -> None:
     base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     body, head = param_counts(base)
     for dtype in args.dtypes.split(","):
-        if dtype == "bf16" and bf16_peak < 0.5 * fp32_peak:
+        if dtype == "bf16" and (bf16_peak < 0.5 * fp32_peak or bf16_peak < 10):
             print(f"\n== bf16 == skipped: this CPU has no native bf16 matmul ({bf16_peak:.1f} GFLOP/s bf16 vs "
                   f"{fp32_peak:.0f} fp32; torch falls back to a scalar kernel), so bf16 autocast would be far slower "
                   "than fp32 for both trainers. Rerun on a CPU with AVX512-bf16/AMX.")
