@@ -61,9 +61,7 @@ def test_gguf_conversion_matches_gguf_logits_and_trains(smollm2_gguf, tmp_path, 
     folder = convert_gguf(smollm2_gguf)
     assert (folder / "model.safetensors").exists() and folder.is_relative_to(tmp_path)
     assert resolve_model_dir(smollm2_gguf) == folder  # cached: no second conversion
-    t0 = time.perf_counter()
     converted, tok = load_causal_lm(smollm2_gguf)
-    assert time.perf_counter() - t0 < 3
     reference, _ = load_gguf(smollm2_gguf)
     ids = tok(["The capital of France is"], return_tensors="pt")
     with torch.no_grad():
