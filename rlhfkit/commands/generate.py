@@ -24,7 +24,7 @@ def generate(
     top_p: float = typer.Option(0.95, min=0.0, max=1.0),
     batch_size: int = typer.Option(8, min=1, help="prompts per batch (each expanded to n samples)"),
     seed: int = typer.Option(0),
-    dtype: str = typer.Option("fp32", help="fp32 or bf16 (bf16 is ~2x faster on CPUs with bf16 support)"),
+    dtype: str = typer.Option("auto", help="fp32, bf16, or auto: bf16 where it runs natively (2x faster), else fp32"),
     limit: int = typer.Option(0, min=0, help="use only the first N prompts (0: all)"),
     resume: bool = typer.Option(True, help="continue from OUT.partial if an earlier run was interrupted"),
 ) -> None:

@@ -16,7 +16,7 @@ def quickstart(
     model: str = typer.Option("smollm2-135m", help="alias, local HF folder or .gguf file"),
     n: int = typer.Option(4, "--n", min=2, help="responses per prompt"),
     max_new_tokens: int = typer.Option(64, min=1),
-    dtype: str = typer.Option("bf16", help="fp32 or bf16"),
+    dtype: str = typer.Option("auto", help="fp32, bf16, or auto (bf16 only where the CPU/GPU runs it natively)"),
     out: Path = typer.Option(Path("runs/quickstart/samples.jsonl"), help="where the samples are written"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -34,6 +34,9 @@ def quickstart(
     prompts_file = importlib.resources.files("rlhfkit") / "assets" / "prompts.jsonl"
     with user_errors():
         t0 = time.perf_counter()
+        from rlhfkit.models.loading import resolve_dtype_name
+
+        dtype = resolve_dtype_name(dtype)
         console.print(f"loading {model} ({dtype}); the first run converts the GGUF once (~15-30 s)")
         policy, tokenizer = load_causal_lm(model, dtype=dtype)
         console.print(f"loaded in {time.perf_counter() - t0:.1f} s")

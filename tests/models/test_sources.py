@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from rlhfkit.models import ModelSourceError, load_causal_lm, resolve_model_dir, tiny_causal_lm
+from rlhfkit.models import ModelSourceError, native_bf16, load_causal_lm, resolve_model_dir, tiny_causal_lm
 from rlhfkit.models.sources import alias_path, convert_gguf, load_gguf
 
 
@@ -26,7 +26,9 @@ def test_tiny_tokenizer_round_trips_text_and_has_chat_template():
 def test_bf16_load(tiny_model_dir):
     model, _ = load_causal_lm(tiny_model_dir, dtype="bf16")
     assert next(model.parameters()).dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="fp32 or bf16"):
+    auto, _ = load_causal_lm(tiny_model_dir, dtype="auto")
+    assert next(auto.parameters()).dtype == (torch.bfloat16 if native_bf16() else torch.float32)
+    with pytest.raises(ValueError, match="fp32, bf16 or auto"):
         load_causal_lm(tiny_model_dir, dtype="fp16x")
 
 
