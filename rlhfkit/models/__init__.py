@@ -1,6 +1,14 @@
 """Loading policies, reference models and reward-model backbones from any model source."""
 
-from rlhfkit.models.loading import DTYPES, load_causal_lm, load_tokenizer, prepare_tokenizer, torch_dtype
+from rlhfkit.models.loading import (
+    DTYPES,
+    load_causal_lm,
+    load_tokenizer,
+    native_bf16,
+    prepare_tokenizer,
+    resolve_dtype_name,
+    torch_dtype,
+)
 from rlhfkit.models.sources import (
     ALIASES,
     ModelSourceError,
@@ -19,7 +27,9 @@ __all__ = [
     "convert_gguf",
     "load_causal_lm",
     "load_tokenizer",
+    "native_bf16",
     "prepare_tokenizer",
+    "resolve_dtype_name",
     "resolve_model_dir",
     "save_tiny",
     "tiny_causal_lm",
