@@ -28,7 +28,7 @@ def dpo(
     batch_size: Optional[int] = typer.Option(None, help="pairs per micro-batch"),
     grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimiser step"),
     max_length: Optional[int] = typer.Option(None, help="max tokens of prompt + completion"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | bf16"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | bf16 | auto (bf16 only where native)"),
     label_smoothing: Optional[float] = typer.Option(None, help="cdpo/robust label-flip rate"),
     simpo_gamma: Optional[float] = typer.Option(None, help="SimPO target margin"),
     lora_r: Optional[int] = typer.Option(None, help="LoRA rank (0: full fine-tuning)"),

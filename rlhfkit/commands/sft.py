@@ -25,7 +25,7 @@ def sft(
     grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimiser step"),
     max_length: Optional[int] = typer.Option(None, help="max tokens per (packed) row"),
     packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="pack short examples into rows"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | bf16"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 | bf16 | auto (bf16 only where native)"),
     seed: Optional[int] = typer.Option(None, help="seed"),
     limit: Optional[int] = typer.Option(None, help="use only the first N examples (0: all)"),
     progress: bool = typer.Option(True, help="show a progress bar"),

@@ -56,7 +56,7 @@ class DPOConfig:
     epochs: int = field(default=1, metadata={"help": "passes over the data"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: epochs decide)"})
     max_length: int = field(default=512, metadata={"help": "max tokens of prompt + completion (keep the start)"})
-    dtype: str = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast, fp32 master weights)"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 only where native)"})
     snap_bf16: bool = field(default=True, metadata={"help": "bf16: snap weights to the bf16 grid before the reference"})
     shared_prompt: bool = field(default=True, metadata={"help": "pack [prompt|chosen|rejected] in one row"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (0: full fine-tuning)"})
@@ -68,8 +68,8 @@ class DPOConfig:
     def validate(self) -> "DPOConfig":
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if self.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32 or bf16")
+        if self.dtype not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or auto")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
         return self
@@ -150,6 +150,9 @@ class DPOTrainer:
         self.cfg = cfg.validate()
         self.tokenizer = tokenizer
         self.out = Path(out_dir) if out_dir else None
+        from rlhfkit.models.loading import resolve_dtype_name
+
+        cfg.dtype = resolve_dtype_name(cfg.dtype)  # "auto" -> bf16 only where bf16 matmul is native
         self.dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
         self.show_progress = show_progress
         loop.seed_everything(cfg.seed)

@@ -39,7 +39,7 @@ class SFTConfig:
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: epochs decide)"})
     max_length: int = field(default=512, metadata={"help": "max tokens per row (examples are cut, keeping the start)"})
     packing: bool = field(default=True, metadata={"help": "pack several short examples into one row"})
-    dtype: str = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast, fp32 master weights)"})
+    dtype: str = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 only where native)"})
     seed: int = field(default=0, metadata={"help": "seed for data order"})
 
 
@@ -98,6 +98,9 @@ class SFTTrainer:
     def __init__(self, model, tokenizer, cfg: SFTConfig, out_dir: str | Path | None = None, show_progress: bool = True):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.out = Path(out_dir) if out_dir else None
+        from rlhfkit.models.loading import resolve_dtype_name
+
+        cfg.dtype = resolve_dtype_name(cfg.dtype)  # "auto" -> bf16 only where bf16 matmul is native
         self.dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
         self.show_progress = show_progress
         self.rows: list[list[Segment]] = []
