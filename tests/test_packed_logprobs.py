@@ -88,4 +88,4 @@ def test_length_grouped_batches_cover_everything_and_cut_padding():
     perm = torch.randperm(200, generator=g).tolist()
     random_batches = [perm[i : i + 4] for i in range(0, 200, 4)]
     assert padded(batches) < 0.8 * padded(random_batches)
-    assert padded(batches) < 1.15 * sum(lengths)  # under 15% padding (random batches: ~50%)
+    assert padded(batches) < 1.15 * sum(lengths)  # 10% padding here; random batches pad 110%
