@@ -49,14 +49,15 @@ def param_counts(model) -> tuple[int, int]:
     return body, head
 
 
-def run_ours(model, tok, pairs, args, dtype: str, steps: int, shared_prompt: bool = True):
+def run_ours(model, tok, pairs, args, dtype: str, steps: int, shared_prompt: bool = True, cache: str | None = None):
     from rlhfkit.trainers.dpo import DPOConfig, DPOTrainer
     from rlhfkit.trainers.packing import collate_pairs
 
     cfg = DPOConfig(beta=args.beta, lr=args.lr, batch_size=args.batch, max_length=args.max_length, dtype=dtype,
                     lr_schedule="constant", max_grad_norm=1.0, max_steps=steps, seed=args.seed,
                     shared_prompt=shared_prompt)
-    trainer = DPOTrainer(model, tok, cfg, show_progress=False)
+    # ``cache``: a folder whose reference_logps.pt a second run reuses (same pairs, same weights)
+    trainer = DPOTrainer(model, tok, cfg, out_dir=cache, show_progress=False)
     t0 = time.perf_counter()
     trainer.setup(pairs)
     ref_s = time.perf_counter() - t0
@@ -147,7 +148,8 @@ def main() -> None:
         if dtype == "bf16":
             snap_to_bf16_grid(start)  # same starting weights for both trainers
         ours_model = copy.deepcopy(start)
-        trainer, hist, ref_s, flops, order = run_ours(ours_model, tok, pairs, args, dtype, args.steps)
+        cache = tempfile.mkdtemp(prefix=f"rlhfkit-bench-{dtype}-")
+        trainer, hist, ref_s, flops, order = run_ours(ours_model, tok, pairs, args, dtype, args.steps, cache=cache)
         # TRL gets the same pairs, in our batch order (indices refer to the tokenised examples)
         order_pairs = [trainer.examples[i].index for b in order for i in b]
         trl_times, trl_losses, shapes = run_trl(copy.deepcopy(start), copy.deepcopy(start).eval(), tok, pairs,
@@ -155,7 +157,8 @@ def main() -> None:
         # Noise floor: the same math in our plain (unshared, padded) layout. AdamW's first steps
         # are ~sign(grad) * lr, so float-rounding differences in near-zero gradients become full
         # lr-sized updates; the spread between our two layouts shows how far curves drift from that.
-        plain_hist = run_ours(copy.deepcopy(start), tok, pairs, args, dtype, args.steps, shared_prompt=False)[1]
+        plain_hist = run_ours(copy.deepcopy(start), tok, pairs, args, dtype, args.steps, shared_prompt=False,
+                              cache=cache)[1]
         ours_t = [h["s_per_step"] for h in hist][1:]
         ours_s, trl_s = sum(ours_t) / len(ours_t), sum(trl_times[1:]) / len(trl_times[1:])
         steps_per_epoch = len(order)
