@@ -1,0 +1,1 @@
+"""Command-line sub-apps, one module per area; rlhfkit/cli.py registers them."""
