@@ -10,6 +10,8 @@ Never imports torch: training reads exported files, not this server.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -125,14 +127,44 @@ def principal_of(request: Request) -> Principal:
     token = _token(request)
     if token is None or len(token) > 200:
         raise HTTPException(401, "missing or malformed token: use your login link or an Authorization: Bearer header")
-    db: Database = request.app.state.db
-    with db.session() as s:
-        if repo.is_admin_token(s, token):
-            return Principal(admin=True)
-        a = repo.annotator_by_token(s, token)
-    if a is None:
-        raise HTTPException(401, "unknown or deactivated token")
-    return Principal(admin=False, annotator=a)
+    cache: TokenCache = request.app.state.token_cache
+    principal = cache.get(token)
+    if principal is None:
+        with request.app.state.db.read() as s:
+            if repo.is_admin_token(s, token):
+                principal = Principal(admin=True)
+            else:
+                a = repo.annotator_by_token(s, token)
+                principal = Principal(admin=False, annotator=a) if a else None
+        if principal is None:
+            raise HTTPException(401, "unknown or deactivated token")
+        cache.put(token, principal)
+    return principal
+
+
+class TokenCache:
+    """token -> Principal for a few seconds: saves a database read on every request.
+
+    A deactivated annotator or a rotated admin token stops working within ``ttl_s``.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_size: int = 10_000):
+        self.ttl_s, self.max_size = ttl_s, max_size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        with self._lock:
+            hit = self._entries.get(token)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_size:
+                self._entries.clear()
+            self._entries[token] = (time.monotonic(), principal)
 
 
 def annotator_only(p: Annotated[Principal, Depends(principal_of)]) -> Annotator:
@@ -174,7 +206,7 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
 
     @app.get("/api/me", tags=["annotate"])
     def me(a: AnnotatorDep, request: Request) -> dict:
-        with db(request).session() as s:
+        with db(request).read() as s:
             projects = [_project_summary(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
         return {"name": a.name, "projects": projects}
 
@@ -211,7 +243,7 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
 
     @app.get("/api/judgements/{judgement_id}", tags=["annotate"])
     def get_judgement(judgement_id: str, a: AnnotatorDep, request: Request) -> dict:
-        with db(request).session() as s:
+        with db(request).read() as s:
             return _judgement_out(repo.own_judgement(s, a, judgement_id), False)
 
     @app.delete("/api/judgements/{judgement_id}", tags=["annotate"])
@@ -224,7 +256,7 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
     # ---- admin
     @app.get("/api/admin/projects", tags=["admin"])
     def list_projects(_: AdminDep, request: Request) -> list[dict]:
-        with db(request).session() as s:
+        with db(request).read() as s:
             return [project_stats(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
 
     @app.post("/api/admin/projects", tags=["admin"], status_code=201)
@@ -249,7 +281,7 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
 
     @app.get("/api/admin/projects/{project_id}/stats", tags=["admin"])
     def stats(project_id: int, _: AdminDep, request: Request) -> dict:
-        with db(request).session() as s:
+        with db(request).read() as s:
             return project_stats(s, repo.get_project(s, project_id))
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
@@ -257,13 +289,13 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
                format: Annotated[Literal["rlhfkit", "trl-pairs", "hh"], Query()] = "rlhfkit",
                include_gold: bool = False) -> PlainTextResponse:
         assert format in FORMATS
-        with db(request).session() as s:
+        with db(request).read() as s:
             lines, _side = export_lines(s, repo.get_project(s, project_id), format, include_gold)
         return PlainTextResponse("".join(line + "\n" for line in lines), media_type="application/x-ndjson")
 
     @app.get("/api/admin/annotators", tags=["admin"])
     def list_annotators(_: AdminDep, request: Request) -> list[dict]:
-        with db(request).session() as s:
+        with db(request).read() as s:
             counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
                                     .group_by(Judgement.annotator_id)).all())
             return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
@@ -278,20 +310,22 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
 
 
 def _my_progress(s, p: Project, a: Annotator) -> dict[str, Any]:
-    mine = s.scalar(select(func.count(Judgement.id)).where(
-        Judgement.project_id == p.id, Judgement.annotator_id == a.id)) or 0
+    now = repo.utcnow()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    judged, today = s.execute(select(func.count(Judgement.id), func.count(Judgement.id).filter(Judgement.created_at >= midnight))
+                              .where(Judgement.project_id == p.id, Judgement.annotator_id == a.id)).one()
     skipped = s.scalar(select(func.count(Assignment.id)).where(
         Assignment.project_id == p.id, Assignment.annotator_id == a.id, Assignment.status == "skipped")) or 0
-    return {"judged": mine, "skipped": skipped, "today": repo.judged_today(s, p, a, repo.utcnow()),
-            "daily_cap": p.daily_cap}
+    return {"judged": judged, "skipped": skipped, "today": today, "daily_cap": p.daily_cap}
 
 
-def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_cache_s: float = 5.0) -> FastAPI:
     """The app over a database path/URL (migrated on open) or an open ``Database``."""
     database = db if isinstance(db, Database) else Database(db)
     app = FastAPI(title="rlhfkit feedback", version="1",
                   description="Human preference collection: assignment, judgements, agreement, export.")
     app.state.db = database
+    app.state.token_cache = TokenCache(token_cache_s)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(repo.FeedbackError)

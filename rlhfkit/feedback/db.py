@@ -9,6 +9,7 @@ waiting writers queue rather than error.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +27,7 @@ def database_url(db: str) -> str:
     return f"sqlite:///{Path(db).expanduser().resolve()}"
 
 
-def make_engine(db: str, synchronous: str = "FULL") -> Engine:
+def make_engine(db: str, synchronous: str = "FULL", immediate: bool = True) -> Engine:
     url = database_url(db)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
@@ -43,7 +44,7 @@ def make_engine(db: str, synchronous: str = "FULL") -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -70,6 +71,11 @@ class Database:
         if migrate:
             upgrade(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+        # Reads (auth, stats, export) on SQLite use a second engine with deferred BEGIN, so they
+        # read a WAL snapshot without queueing for the write lock.
+        self.read_engine = make_engine(db, synchronous=synchronous, immediate=False) if self.is_sqlite else self.engine
+        self._read_factory = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -77,11 +83,24 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._factory() as s, s.begin():
+        """One read-write transaction. On SQLite, writers in this process queue on a lock first:
+        SQLite's own busy handler polls with sleeps of up to 100 ms, which ruins tail latency."""
+        if self.is_sqlite:
+            with self._write_lock, self._factory() as s, s.begin():
+                yield s
+        else:
+            with self._factory() as s, s.begin():
+                yield s
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction for reading only (a snapshot; never takes SQLite's write lock)."""
+        with self._read_factory() as s, s.begin():
             yield s
 
     def close(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def open_database(db: str, migrate: bool = True) -> Database:

@@ -39,7 +39,7 @@ def _who(request: Request):
     token = _token(request)
     if not token or len(token) > 200:
         return None, None
-    with request.app.state.db.session() as s:
+    with request.app.state.db.read() as s:
         if repo.is_admin_token(s, token):
             return "admin", None
         a = repo.annotator_by_token(s, token)
@@ -65,7 +65,7 @@ def add_page_routes(app: FastAPI) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login(request: Request, token: str = ""):
-        with request.app.state.db.session() as s:
+        with request.app.state.db.read() as s:
             admin = bool(token) and len(token) <= 200 and repo.is_admin_token(s, token)
             ann = None if admin or not token or len(token) > 200 else repo.annotator_by_token(s, token)
         if not admin and ann is None:
@@ -85,7 +85,7 @@ def add_page_routes(app: FastAPI) -> None:
         role, ann = _who(request)
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
-        with request.app.state.db.session() as s:
+        with request.app.state.db.read() as s:
             projects = list(s.scalars(select(Project).order_by(Project.id)))
         if len(projects) == 1:
             return RedirectResponse(f"/annotate/{projects[0].id}", status_code=303)
@@ -96,7 +96,7 @@ def add_page_routes(app: FastAPI) -> None:
         role, ann = _who(request)
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
-        with request.app.state.db.session() as s:
+        with request.app.state.db.read() as s:
             p = s.get(Project, project_id)
         if p is None:
             return _error(404, f"There is no project {project_id}.")
@@ -107,6 +107,6 @@ def add_page_routes(app: FastAPI) -> None:
         role, _ = _who(request)
         if role != "admin":
             return _error(403 if role else 401, "The admin dashboard needs the admin login link.")
-        with request.app.state.db.session() as s:
+        with request.app.state.db.read() as s:
             stats = [project_stats(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
         return render("admin.html", projects=stats)

@@ -14,12 +14,12 @@ RANK3 = {"kind": "ranking", "tiers": [[0], [1], [2]]}
 
 
 def _ctx(env, name):
-    with env.db.session() as s:
+    with env.db.read() as s:
         return s.scalar(select(Annotator).where(Annotator.name == name))
 
 
 def _project(env, pid):
-    with env.db.session() as s:
+    with env.db.read() as s:
         return s.get(Project, pid)
 
 
@@ -51,16 +51,17 @@ def test_leases_hold_items_until_they_expire(env):
     pid = env.project(items=make_items(1), overlap=1, lease_seconds=60)
     p = _project(env, pid)
     now = repo.utcnow()
+    alice, bob = _ctx(env, "alice"), _ctx(env, "bob")
     with env.db.session() as s:
-        got = repo.next_assignment(s, p, _ctx(env, "alice"), now=now)
+        got = repo.next_assignment(s, p, alice, now=now)
         assert isinstance(got, Assignment)
     with env.db.session() as s:  # alice holds the lease: bob gets nothing
-        assert repo.next_assignment(s, p, _ctx(env, "bob"), now=now + timedelta(seconds=59)).reason == "done"
+        assert repo.next_assignment(s, p, bob, now=now + timedelta(seconds=59)).reason == "done"
     with env.db.session() as s:  # lease expired: the item goes to bob
-        b = repo.next_assignment(s, p, _ctx(env, "bob"), now=now + timedelta(seconds=61))
+        b = repo.next_assignment(s, p, bob, now=now + timedelta(seconds=61))
         assert isinstance(b, Assignment) and b.item_id == got.item_id
     with env.db.session() as s:  # alice comes back after bob took it: her stale lease is closed
-        assert repo.next_assignment(s, p, _ctx(env, "alice"), now=now + timedelta(seconds=62)).reason == "done"
+        assert repo.next_assignment(s, p, alice, now=now + timedelta(seconds=62)).reason == "done"
         assert s.get(Assignment, got.id).status == "expired"
 
 
