@@ -140,6 +140,12 @@ def _annotator(base: str, token: str, pid: int, stop: threading.Event, res: Resu
                 break
 
 
+def _wait_for(cond, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def run_load(db_path: str, n_clients: int, n_items: int, duration_s: float, kills: int = 0,
              seed: int = 0, log: Path | None = None) -> dict:
     """Run clients for duration_s (spreading `kills` SIGKILL+restart over it); verify the DB."""
@@ -156,13 +162,17 @@ def run_load(db_path: str, n_clients: int, n_items: int, duration_s: float, kill
         th.start()
     restart_s, kill_at, back_at = [], [], []
     for _ in range(kills):
-        time.sleep(rng.uniform(0.3, 2 * duration_s / max(kills, 1)))
+        # a random moment while submissions are flowing (at least one ack since the last restart)
+        _wait_for(lambda: any(t > (back_at[-1] if back_at else 0) for t in res.ack_times), 30.0)
+        time.sleep(rng.uniform(0.0, 2 * duration_s / max(kills, 1)))
         kill_at.append(time.perf_counter())
         server.kill()
         server.start()
         back_at.append(time.perf_counter())
         restart_s.append(back_at[-1] - kill_at[-1])
     time.sleep(max(0.0, duration_s - (time.perf_counter() - t0)))
+    if kills:  # let clients show that the restarted server takes their work
+        _wait_for(lambda: any(t > back_at[-1] for t in res.ack_times), 30.0)
     stop.set()
     for th in threads:
         th.join(60)

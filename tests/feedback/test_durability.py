@@ -7,7 +7,7 @@ from rlhfkit.feedback.loadtest import run_load
 
 @pytest.mark.parametrize("seed", [1, 2])  # two kill rounds in CI; the benchmark runs >= 10
 def test_sigkill_loses_no_acknowledged_judgement(tmp_path, seed):
-    out = run_load(str(tmp_path / "f.db"), n_clients=15, n_items=400, duration_s=2.5, kills=1, seed=seed,
+    out = run_load(str(tmp_path / "f.db"), n_clients=15, n_items=400, duration_s=1.5, kills=1, seed=seed,
                    log=tmp_path / "server.log")
     assert out["errors"] == []
     # the clients really were submitting on both sides of the kill
