@@ -1,0 +1,87 @@
+"""The same storage on a real PostgreSQL: a throwaway cluster started for this test module."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from rlhfkit.feedback import repo
+from rlhfkit.feedback.db import Database
+from rlhfkit.feedback.export import export_lines
+from rlhfkit.feedback.stats import project_stats
+from tests.feedback.conftest import Env, make_items
+
+PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in p.split("/")[4].split(".")])
+
+
+def _skip_reason() -> str | None:
+    if not PG_BINS:
+        return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); `make system-deps` installs them"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser to start postgres as the postgres user"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed (web extra)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    pgbin = PG_BINS[-1]
+    tmp = tempfile.mkdtemp(prefix="pgtest.", dir="/tmp")  # pytest's tmp_path is not reachable by postgres
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, log = f"{tmp}/data", f"{tmp}/server.log"
+    subprocess.run([*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                    "--no-locale", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "feedback"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/feedback"
+    finally:
+        subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_full_flow_on_postgres(pg_url):
+    db = Database(pg_url)  # migrations applied on open
+    Database(pg_url).close()  # and re-opening is a no-op migration
+    env = Env(db)
+    for name in ("alice", "bob"):
+        env.add_annotator(name)
+    pid = env.project(items=make_items(3), gold_items=make_items(1, prefix="g", gold=True), overlap=2)
+    for who in ("alice", "bob"):
+        for n in range(3):
+            env.rank_submit(who, pid, f"{who}-{n}", [1, 0, 2])
+    # idempotent retry and the auth paths behave the same on PostgreSQL
+    assert env.next("alice", pid)["done"] is True  # all 3 regular items judged, gold rate 0
+    r = env.client.get("/api/judgements/alice-0", headers=env.hdr("alice"))
+    assert r.status_code == 200
+    retry = {"id": "alice-0", "judgement": r.json()["judgement"]}
+    again = env.client.post(f"/api/assignments/{r.json()['assignment_id']}/judgement", json=retry, headers=env.hdr("alice"))
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert env.client.get("/api/judgements/alice-0", headers=env.hdr("bob")).status_code == 404
+    with db.read() as s:
+        p = repo.get_project(s, pid)
+        st = project_stats(s, p)
+        lines, _ = export_lines(s, p, "trl-pairs")
+    assert st["progress"]["judgements"] >= 6
+    assert st["agreement"]["fleiss_kappa"] is not None
+    assert len(lines) >= 18
+    env.client.close()
+    db.close()
