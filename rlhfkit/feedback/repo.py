@@ -208,16 +208,25 @@ def judged_today(s: Session, project: Project, annotator: Annotator, now: dateti
     ) or 0
 
 
-def _pick(s: Session, project: Project, annotator: Annotator, now: datetime, gold: bool) -> Item | None:
+def _pick(
+    s: Session, project: Project, annotator: Annotator, now: datetime, gold: bool, rng: random.Random
+) -> Item | None:
     mine = exists().where(Assignment.item_id == Item.id, Assignment.annotator_id == annotator.id)
     q = select(Item).where(Item.project_id == project.id, Item.is_gold == gold, ~mine)
     if not gold:  # gold items are shown to everyone; regular ones to `overlap` people
         q = q.where(_taken_count(now) < project.overlap)
     if project.order_by == "disagreement" and not gold:
-        q = q.order_by(Item.disagreement.desc().nulls_last(), func.random())
-    else:
-        q = q.order_by(func.random())
-    return s.scalar(q.limit(1))
+        return s.scalar(q.order_by(Item.disagreement.desc().nulls_last(), Item.id).limit(1))
+    # Random order without sorting the whole table (ORDER BY random() evaluates the filters on
+    # every item): start the id scan at a random point and wrap around. The scan stops at the
+    # first eligible item, so the cost does not grow with the project.
+    lo, hi = s.execute(select(func.min(Item.id), func.max(Item.id)).where(
+        Item.project_id == project.id, Item.is_gold == gold)).one()
+    if lo is None:
+        return None
+    start = rng.randint(lo, hi)
+    return (s.scalar(q.where(Item.id >= start).order_by(Item.id).limit(1))
+            or s.scalar(q.where(Item.id < start).order_by(Item.id).limit(1)))
 
 
 def _resume(s: Session, project: Project, annotator: Annotator, now: datetime) -> Assignment | None:
@@ -254,11 +263,11 @@ def next_assignment(
         return resumed
     if project.daily_cap is not None and judged_today(s, project, annotator, now) >= project.daily_cap:
         return NoWork("daily_cap")
-    item = _pick(s, project, annotator, now, gold=False)
+    item = _pick(s, project, annotator, now, gold=False, rng=rng)
     if item is None:
         return NoWork("done")
     if project.gold_rate > 0 and rng.random() < project.gold_rate:
-        item = _pick(s, project, annotator, now, gold=True) or item
+        item = _pick(s, project, annotator, now, gold=True, rng=rng) or item
     k = len(item.responses)
     a = Assignment(
         project_id=project.id, item_id=item.id, annotator_id=annotator.id,
