@@ -1,1 +1,1 @@
-"""Command-line sub-apps, one module per area; rlhfkit/cli.py registers them."""
+"""CLI command groups, one module per stage; cli.py assembles them."""

@@ -32,7 +32,7 @@ def _open(db: str):
 
 @app.command("import")
 def import_cmd(
-    path: Path = typer.Argument(..., help="JSONL in the rlhfkit schema (e.g. `rlhfkit generate` output)"),
+    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs or HH"),
     project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
     db: str = DB_OPT,
     mode: str = typer.Option("ranking", help="ranking | pairwise (new projects only)"),
@@ -43,6 +43,7 @@ def import_cmd(
     gold: bool = typer.Option(False, "--gold", help="these items are gold: their first annotation is the answer"),
 ) -> None:
     """Import items into a project.  Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db"""
+    from rlhfkit.data import DataError
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.items_io import ItemsFileError, read_items_file
 
@@ -62,7 +63,7 @@ def import_cmd(
                     except repo.Invalid as e:
                         raise ItemsFileError(path, int(src.rsplit(":", 1)[1]), str(e)) from None
             added, skipped = repo.import_items(s, p, items, gold=gold)
-    except (ItemsFileError, repo.FeedbackError) as e:
+    except (DataError, ItemsFileError, repo.FeedbackError) as e:
         _fail(str(e))
     typer.echo(f"project {project!r}: added {added} items, {skipped} already present")
 
@@ -107,7 +108,7 @@ def rank_cmd(
 
 @app.command("stats")
 def stats_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
-    """Print a project's progress, agreement and per-annotator statistics as JSON."""
+    """Print a project's progress, agreement and per-annotator statistics as JSON.  Example: rlhfkit feedback stats -p helpful"""
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.stats import project_stats
 
@@ -120,7 +121,7 @@ def stats_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_
 
 @app.command("admin-token")
 def admin_token_cmd(db: str = DB_OPT, base_url: str = typer.Option("http://127.0.0.1:8000", help="server address")) -> None:
-    """Make a new admin token (the old one stops working) and print the admin login link."""
+    """Make a new admin token (the old one stops working) and print the admin login link.  Example: rlhfkit feedback admin-token --db feedback.db"""
     from rlhfkit.feedback import repo
 
     with _open(db).session() as s:
@@ -147,7 +148,7 @@ def annotators_add(
 
 @annotators_app.command("list")
 def annotators_list(db: str = DB_OPT) -> None:
-    """List annotators and their judgement counts."""
+    """List annotators and their judgement counts.  Example: rlhfkit annotators list --db feedback.db"""
     from sqlalchemy import func, select
 
     from rlhfkit.feedback.models import Annotator, Judgement

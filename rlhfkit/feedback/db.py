@@ -52,8 +52,12 @@ def make_engine(db: str, synchronous: str = "FULL", immediate: bool = True) -> E
 
 def upgrade(engine: Engine) -> None:
     """Apply the packaged Alembic migrations up to head (idempotent)."""
+    import logging
+
     from alembic import command
     from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl." on every open
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

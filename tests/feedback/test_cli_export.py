@@ -26,10 +26,10 @@ def test_import_reports_file_and_line(tmp_path):
     f.write_text(good + "\n" + json.dumps({"id": "x", "prompt": "p", "responses": [{"text": "only one"}]}) + "\n")
     r = runner.invoke(app, ["feedback", "import", str(f), "-p", "proj", "--db", str(tmp_path / "f.db")])
     assert r.exit_code == 2
-    assert "items.jsonl:2" in r.output and "at least 2 responses" in r.output
+    assert "items.jsonl, line 2" in r.output and "at least 2 responses" in r.output
     f.write_text(good + "\n{not json\n")
     r = runner.invoke(app, ["feedback", "import", str(f), "-p", "proj", "--db", str(tmp_path / "f.db")])
-    assert r.exit_code == 2 and "items.jsonl:2" in r.output
+    assert r.exit_code == 2 and "items.jsonl, line 2" in r.output
 
 
 def test_import_add_annotator_login_and_export_all_formats(tmp_path):
