@@ -30,10 +30,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live(tmp_path):
+def _serve(db):
     import uvicorn
 
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def live(tmp_path):
     db = Database(str(tmp_path / "feedback.db"))
     items = [
         PreferenceItem(id="xss", prompt="Which answer is safest? `code` & <b>bold</b>",
@@ -52,13 +62,8 @@ def live(tmp_path):
             it.disagreement = 10.0 - n  # serve in file order: the XSS item first
         p.order_by = "disagreement"
         _a, token = repo.add_annotator(s, "alice")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", token, db
+    server, thread, base = _serve(db)
+    yield base, token, db
     server.should_exit = True
     thread.join(10)
     db.close()
@@ -138,3 +143,51 @@ def test_keyboard_ranking_in_a_real_browser(live, tmp_path):
         assert s.scalar(select(Project)).name == "browser-test"
     assert (tmp_path / "annotate.png").stat().st_size > 10_000
     print("screenshot:", tmp_path / "annotate.png")
+
+
+def test_pairwise_mode_and_admin_dashboard(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db = Database(str(tmp_path / "feedback.db"))
+    items = [PreferenceItem(id=f"p{i}", prompt=f"Is {i} even?", responses=[
+        Response(text=f"Yes, {i} is even." if i % 2 == 0 else f"No, {i} is odd."), Response(text="I cannot say.")])
+        for i in range(2)]
+    with db.session() as s:
+        p = repo.create_project(s, "pairs", mode="pairwise", overlap=1)
+        repo.import_items(s, p, [(it, f"t:{n}") for n, it in enumerate(items)])
+        _a, token = repo.add_annotator(s, "bob")
+        admin = repo.ensure_admin_token(s)
+    server, thread, base = _serve(db)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(f"{base}/login?token={token}")
+            expect(page.locator(".response")).to_have_count(2)
+            page.keyboard.press("a")
+            expect(page.locator(".response.best")).to_have_count(1)
+            page.screenshot(path=str(tmp_path / "pairwise.png"))
+            page.keyboard.press("Enter")
+            expect(page.locator("#progress")).to_have_text(re.compile(r"^1 judged"))
+            page.keyboard.press("t")
+            page.keyboard.press("Enter")
+            expect(page.locator(".done")).to_have_count(1)
+            page.keyboard.press("Shift+U")  # undo the last submission: the item comes back
+            expect(page.locator(".response")).to_have_count(2)
+            page.keyboard.press("x")
+            page.keyboard.press("Enter")
+            expect(page.locator(".done")).to_have_count(1)
+            admin_page = browser.new_page(viewport={"width": 1200, "height": 800})
+            admin_page.goto(f"{base}/login?token={admin}")
+            expect(admin_page.locator("h1")).to_have_text("Projects")
+            assert "bob" in admin_page.locator("table").first.inner_text()
+            admin_page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
+            browser.close()
+        with db.read() as s:
+            got = sorted(j.judgement["choice"] for j in s.scalars(select(Judgement)))
+        assert got == ["a", "both_bad"]  # the retracted "tie" is gone
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        db.close()
+    print("screenshots:", tmp_path)
