@@ -191,3 +191,26 @@ def test_pairwise_mode_and_admin_dashboard(tmp_path):
         thread.join(10)
         db.close()
     print("screenshots:", tmp_path)
+
+
+def test_drag_to_rank_and_tie(live):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    base, token, db = live
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/login?token={token}")
+        _responses(page, expect)
+        page.drag_and_drop(".response[data-pos='2']", "#ranking")  # response 3 is best
+        expect(page.locator(".tier")).to_have_count(1)
+        page.drag_and_drop(".response[data-pos='0']", ".tier")  # response 1 ties with it
+        expect(page.locator(".tier")).to_have_count(2)  # and response 2 is placed last
+        assert page.locator(".tier").first.inner_text().replace("\n", " ").endswith("3 = 1")
+        page.keyboard.press("Enter")
+        expect(page.locator("#progress")).to_have_text(re.compile(r"^1 judged"))
+        browser.close()
+    with db.read() as s:
+        j = s.scalar(select(Judgement))
+        o = j.shown_order
+        assert j.judgement["tiers"] == [[o[2], o[0]], [o[1]]]

@@ -122,3 +122,15 @@ def test_every_command_has_help_with_example():
     for args in (["feedback", "import"], ["feedback", "export"], ["feedback", "rank"], ["annotators", "add"], ["serve"]):
         r = runner.invoke(app, [*args, "--help"])
         assert r.exit_code == 0 and "Example" in r.output, args
+
+
+def test_serve_with_a_failing_ranker_stops_before_serving(tmp_path):
+    db = str(tmp_path / "f.db")
+    items = _write(tmp_path / "items.jsonl", make_items(2))
+    runner.invoke(app, ["feedback", "import", str(items), "-p", "proj", "--db", db])
+    bad = tmp_path / "bad.py"
+    bad.write_text("def rank(items):\n    return [float('nan')] * len(items)\n")
+    r = subprocess.run([sys.executable, "-m", "rlhfkit.cli", "serve", "--db", db, "-p", "proj", "--ranker", f"{bad}:rank"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "non-finite" in r.stderr and "ranking failed" in r.stderr
+    assert runner.invoke(app, ["serve", "--db", db, "--ranker", f"{bad}:rank"]).exit_code == 2  # needs --project
