@@ -317,12 +317,14 @@ def submit(
 ) -> tuple[Judgement, bool]:
     """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
     now = now or utcnow()
-    prior = s.get(Judgement, judgement_id)
+    a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
+    # Looked up after the lock: a concurrent retry of the same id that waited on it must see the
+    # first one's committed row and answer "already stored", not "assignment already done".
+    prior = s.scalar(select(Judgement).where(Judgement.id == judgement_id))
     if prior is not None:
         if prior.annotator_id != annotator.id or prior.assignment_id != assignment_id:
             raise Conflict(f"judgement id {judgement_id!r} is already used for another submission")
         return prior, False
-    a = own_assignment(s, annotator, assignment_id)
     if a.status != "open":
         raise Conflict(f"assignment {assignment_id} is already {a.status}")
     project = s.get(Project, a.project_id)

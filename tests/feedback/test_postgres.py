@@ -85,3 +85,42 @@ def test_full_flow_on_postgres(pg_url):
     assert len(lines) >= 18
     env.client.close()
     db.close()
+
+
+def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
+    import threading
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import IntegrityError
+
+    from rlhfkit.feedback.models import Judgement
+
+    db = Database(pg_url)
+    with db.session() as s:
+        p = repo.create_project(s, "race", overlap=1)
+        repo.import_items(s, p, [(it, "t") for it in make_items(1, prefix="race")])
+        ann, _ = repo.add_annotator(s, "racer")
+        aid = repo.next_assignment(s, p, ann).id
+    results, barrier = [], threading.Barrier(8)
+
+    def retry():
+        barrier.wait()
+        for _ in range(3):  # as the API does: a lost insert race is retried
+            try:
+                with db.session() as s:
+                    _j, created = repo.submit(s, ann, aid, "same-id", {"kind": "ranking", "tiers": [[0], [1], [2]]})
+                results.append(created)
+                return
+            except IntegrityError:
+                continue
+        results.append("failed")
+
+    threads = [threading.Thread(target=retry) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results, key=str) == [False] * 7 + [True]
+    with db.read() as s:
+        assert s.scalar(select(func.count(Judgement.id)).where(Judgement.id == "same-id")) == 1
+    db.close()
