@@ -196,9 +196,12 @@ def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
             "shown_order": j.shown_order, "created_at": j.created_at.isoformat() + "Z", "created": created}
 
 
-def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small routes
-    def db(request: Request) -> Database:
-        return request.app.state.db
+def db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def add_annotator_routes(app: FastAPI) -> None:
+    """The API the annotation page and simulated annotators use."""
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict:
@@ -253,7 +256,11 @@ def add_api_routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of small r
             asg = repo.retract(s, a, judgement_id)
             return {"assignment": repo.assignment_view(s, asg)}
 
-    # ---- admin
+
+
+def add_admin_routes(app: FastAPI) -> None:
+    """Projects, items, annotators, statistics and export: admin token only."""
+
     @app.get("/api/admin/projects", tags=["admin"])
     def list_projects(_: AdminDep, request: Request) -> list[dict]:
         with db(request).read() as s:
@@ -337,7 +344,8 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
         log.warning("database busy: %s", exc)
         return JSONResponse({"detail": "database busy, retry"}, status_code=503, headers={"Retry-After": "1"})
 
-    add_api_routes(app)
+    add_annotator_routes(app)
+    add_admin_routes(app)
     from rlhfkit.feedback.pages import add_page_routes
 
     add_page_routes(app)
