@@ -146,6 +146,36 @@ def annotators_add(
     typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
 
 
+@annotators_app.command("new-link")
+def annotators_new_link(
+    name: str = typer.Argument(..., help="an existing annotator"),
+    db: str = DB_OPT,
+    base_url: str = typer.Option("http://127.0.0.1:8000", help="server address used in the link"),
+) -> None:
+    """Give an annotator a new login link (the old one stops working).  Example: rlhfkit annotators new-link alice"""
+    from rlhfkit.feedback import repo
+
+    try:
+        with _open(db).session() as s:
+            token = repo.new_annotator_token(s, name)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
+
+
+@annotators_app.command("deactivate")
+def annotators_deactivate(name: str = typer.Argument(...), db: str = DB_OPT) -> None:
+    """Stop an annotator's link from working (their judgements are kept).  Example: rlhfkit annotators deactivate alice"""
+    from rlhfkit.feedback import repo
+
+    try:
+        with _open(db).session() as s:
+            repo.set_annotator_active(s, name, False)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{name} deactivated (a running server notices within 5 s)")
+
+
 @annotators_app.command("list")
 def annotators_list(db: str = DB_OPT) -> None:
     """List annotators and their judgement counts.  Example: rlhfkit annotators list --db feedback.db"""

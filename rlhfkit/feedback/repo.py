@@ -98,6 +98,25 @@ def add_annotator(s: Session, name: str) -> tuple[Annotator, str]:
     return a, token
 
 
+def annotator_by_name(s: Session, name: str) -> Annotator:
+    a = s.scalar(select(Annotator).where(Annotator.name == name))
+    if a is None:
+        raise NotFound(f"no annotator named {name!r}")
+    return a
+
+
+def new_annotator_token(s: Session, name: str) -> str:
+    """Replace an annotator's token (a lost or leaked link); the old link stops working."""
+    a = annotator_by_name(s, name)
+    token = "ann_" + new_token()
+    a.token_hash, a.active = hash_token(token), True
+    return token
+
+
+def set_annotator_active(s: Session, name: str, active: bool) -> None:
+    annotator_by_name(s, name).active = active
+
+
 # ---------------------------------------------------------------- projects and items
 
 

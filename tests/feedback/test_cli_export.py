@@ -134,3 +134,17 @@ def test_serve_with_a_failing_ranker_stops_before_serving(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "non-finite" in r.stderr and "ranking failed" in r.stderr
     assert runner.invoke(app, ["serve", "--db", db, "--ranker", f"{bad}:rank"]).exit_code == 2  # needs --project
+
+
+def test_new_link_and_deactivate(tmp_path):
+    db = str(tmp_path / "f.db")
+    old = runner.invoke(app, ["annotators", "add", "alice", "--db", db]).output.strip().split("token=")[1]
+    new = runner.invoke(app, ["annotators", "new-link", "alice", "--db", db]).output.strip().split("token=")[1]
+    env = Env(Database(db))
+    env.app.state.token_cache.ttl_s = 0  # see changes at once
+    assert env.client.get("/api/me", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert env.client.get("/api/me", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+    assert runner.invoke(app, ["annotators", "deactivate", "alice", "--db", db]).exit_code == 0
+    assert env.client.get("/api/me", headers={"Authorization": f"Bearer {new}"}).status_code == 401
+    assert runner.invoke(app, ["annotators", "deactivate", "nobody", "--db", db]).exit_code == 2
+    assert "alice\tinactive\t0 judgements" in runner.invoke(app, ["annotators", "list", "--db", db]).output
