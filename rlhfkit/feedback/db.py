@@ -54,10 +54,9 @@ def upgrade(engine: Engine) -> None:
     """Apply the packaged Alembic migrations up to head (idempotent)."""
     import logging
 
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin and "Context impl" chatter on every open
     from alembic import command
     from alembic.config import Config
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl." on every open
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
