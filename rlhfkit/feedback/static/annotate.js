@@ -231,6 +231,7 @@
 
   function show(assignment) {
     current = assignment;
+    app.classList.remove("finished");
     tiers = []; tieNext = false; choice = null; allBad = false;
     clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9-]/g, "");
     shownAt = performance.now();
@@ -250,6 +251,7 @@
     }
     if (data.done) {
       current = null;
+      app.classList.add("finished");
       $("prompt").replaceChildren();
       $("responses").replaceChildren(el("p", "done", data.reason === "daily_cap"
         ? "You reached today's limit. Thank you!" : "Nothing left for you in this project. Thank you!"));
