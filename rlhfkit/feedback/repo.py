@@ -275,8 +275,9 @@ def next_assignment(
     """Lease the next item for this annotator (or return why there is none)."""
     rng = rng or random.SystemRandom()
     now = now or utcnow()
-    # Serialise assignment per project on PostgreSQL (SQLite's BEGIN IMMEDIATE already does).
-    s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    if s.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises
+        # Serialise assignment per project, so two annotators cannot both take the last slot.
+        s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     resumed = _resume(s, project, annotator, now)
     if resumed is not None:
         return resumed
