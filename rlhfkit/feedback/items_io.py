@@ -16,6 +16,8 @@ class ItemsFileError(ValueError):
 
 
 def check_lengths(item: PreferenceItem) -> None:
+    if len(item.id) > 200:  # items.external_id is VARCHAR(200); PostgreSQL would refuse it late
+        raise ValueError("id is longer than 200 characters")
     if len(item.prompt_text) > MAX_TEXT_CHARS:
         raise ValueError(f"prompt is longer than {MAX_TEXT_CHARS} characters")
     for n, r in enumerate(item.responses):

@@ -132,6 +132,8 @@ def create_project(
 ) -> Project:
     if mode not in MODES:
         raise Invalid(f"mode must be one of {MODES}, got {mode!r}")
+    if not name.strip() or len(name) > 200:
+        raise Invalid("project name must be 1-200 characters")
     if overlap < 1 or lease_seconds < 1 or not 0 <= gold_rate <= 1 or (daily_cap is not None and daily_cap < 1):
         raise Invalid("overlap >= 1, lease_seconds >= 1, 0 <= gold_rate <= 1 and daily_cap >= 1 are required")
     if s.scalar(select(Project).where(Project.name == name)) is not None:

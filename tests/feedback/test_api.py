@@ -149,6 +149,8 @@ def test_limits_give_clear_4xx(env):
     r = env.client.post("/api/admin/projects", json={"name": "p"}, headers=env.hdr("admin"))
     assert r.status_code == 409  # duplicate name
     item = make_items(1)[0].model_dump(mode="json")
+    r = env.client.post(f"/api/admin/projects/{pid}/items", json={"items": [{**item, "id": "i" * 201}]}, headers=env.hdr("admin"))
+    assert r.status_code == 422 and "longer than 200" in r.text
     item["responses"][0]["text"] = "y" * 100_001
     r = env.client.post(f"/api/admin/projects/{pid}/items", json={"items": [item]}, headers=env.hdr("admin"))
     assert r.status_code == 422 and "items[0]" in r.text
