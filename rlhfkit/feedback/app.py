@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -72,6 +73,19 @@ class _TooBig(Exception):
 # ---------------------------------------------------------------- request bodies
 
 
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it on every backend rather than fail late with a 500.
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+# Row ids fit a 32-bit INTEGER on PostgreSQL; a bigger number is a 422, not a driver error.
+RowId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1)]
+JudgementId = Annotated[str, FastAPIPath(pattern=ID_PATTERN)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,32 +93,32 @@ class _Body(BaseModel):
 class SubmitBody(_Body):
     id: str = Field(pattern=ID_PATTERN, description="client-generated id; a retry with it is a no-op")
     judgement: JudgementSchema
-    critique: str | None = Field(default=None, max_length=10_000)
+    critique: Text | None = Field(default=None, max_length=10_000)
     time_spent_s: float | None = Field(default=None, ge=0, le=86_400)
 
 
 class SkipBody(_Body):
-    reason: str = Field(min_length=1, max_length=1_000)
+    reason: Text = Field(min_length=1, max_length=1_000)
 
 
 class ProjectBody(_Body):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     mode: Literal["ranking", "pairwise"] = "ranking"
     overlap: int = Field(default=3, ge=1, le=100)
     lease_seconds: int = Field(default=900, ge=10, le=7 * 86_400)
     gold_rate: float = Field(default=0.0, ge=0, le=1)
     daily_cap: int | None = Field(default=None, ge=1, le=100_000)
-    instructions: str = Field(default="", max_length=20_000)
+    instructions: Text = Field(default="", max_length=20_000)
 
 
 class ImportBody(_Body):
     items: list[PreferenceItem] = Field(min_length=1, max_length=5_000)
     gold: bool = False
-    source: str = Field(default="api", max_length=200)
+    source: Text = Field(default="api", max_length=200)
 
 
 class AnnotatorBody(_Body):
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
 
 
 # ---------------------------------------------------------------- auth
@@ -214,7 +228,7 @@ def add_annotator_routes(app: FastAPI) -> None:
         return {"name": a.name, "projects": projects}
 
     @app.get("/api/projects/{project_id}/next", tags=["annotate"])
-    def next_item(project_id: int, a: AnnotatorDep, request: Request) -> dict:
+    def next_item(project_id: RowId, a: AnnotatorDep, request: Request) -> dict:
         with db(request).session() as s:
             p = repo.get_project(s, project_id)
             got = repo.next_assignment(s, p, a)
@@ -225,7 +239,7 @@ def add_annotator_routes(app: FastAPI) -> None:
                     "instructions": p.instructions}
 
     @app.post("/api/assignments/{assignment_id}/judgement", tags=["annotate"])
-    def submit(assignment_id: int, body: SubmitBody, a: AnnotatorDep, request: Request) -> JSONResponse:
+    def submit(assignment_id: RowId, body: SubmitBody, a: AnnotatorDep, request: Request) -> JSONResponse:
         for attempt in range(3):  # a concurrent retry with the same id loses the insert race
             try:
                 with db(request).session() as s:
@@ -239,18 +253,18 @@ def add_annotator_routes(app: FastAPI) -> None:
         raise AssertionError("unreachable")
 
     @app.post("/api/assignments/{assignment_id}/skip", tags=["annotate"])
-    def skip(assignment_id: int, body: SkipBody, a: AnnotatorDep, request: Request) -> dict:
+    def skip(assignment_id: RowId, body: SkipBody, a: AnnotatorDep, request: Request) -> dict:
         with db(request).session() as s:
             asg = repo.skip(s, a, assignment_id, body.reason)
             return {"assignment_id": asg.id, "status": asg.status}
 
     @app.get("/api/judgements/{judgement_id}", tags=["annotate"])
-    def get_judgement(judgement_id: str, a: AnnotatorDep, request: Request) -> dict:
+    def get_judgement(judgement_id: JudgementId, a: AnnotatorDep, request: Request) -> dict:
         with db(request).read() as s:
             return _judgement_out(repo.own_judgement(s, a, judgement_id), False)
 
     @app.delete("/api/judgements/{judgement_id}", tags=["annotate"])
-    def retract(judgement_id: str, a: AnnotatorDep, request: Request) -> dict:
+    def retract(judgement_id: JudgementId, a: AnnotatorDep, request: Request) -> dict:
         """Undo a submitted judgement: it is deleted and its item handed back to you."""
         with db(request).session() as s:
             asg = repo.retract(s, a, judgement_id)
@@ -272,7 +286,7 @@ def add_admin_routes(app: FastAPI) -> None:
             return _project_summary(s, repo.create_project(s, **body.model_dump()))
 
     @app.post("/api/admin/projects/{project_id}/items", tags=["admin"])
-    def import_items(project_id: int, body: ImportBody, _: AdminDep, request: Request) -> dict:
+    def import_items(project_id: RowId, body: ImportBody, _: AdminDep, request: Request) -> dict:
         for n, item in enumerate(body.items):
             try:
                 check_lengths(item)
@@ -287,12 +301,12 @@ def add_admin_routes(app: FastAPI) -> None:
         return {"added": added, "skipped_existing": skipped}
 
     @app.get("/api/admin/projects/{project_id}/stats", tags=["admin"])
-    def stats(project_id: int, _: AdminDep, request: Request) -> dict:
+    def stats(project_id: RowId, _: AdminDep, request: Request) -> dict:
         with db(request).read() as s:
             return project_stats(s, repo.get_project(s, project_id))
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
-    def export(project_id: int, _: AdminDep, request: Request,
+    def export(project_id: RowId, _: AdminDep, request: Request,
                format: Annotated[Literal["rlhfkit", "trl-pairs", "hh"], Query()] = "rlhfkit",
                include_gold: bool = False) -> PlainTextResponse:
         assert format in FORMATS

@@ -144,6 +144,8 @@ def test_limits_give_clear_4xx(env):
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
     r = env.client.post(f"/api/assignments/{a['assignment_id']}/skip", json={"reason": ""}, headers=env.hdr("alice"))
     assert r.status_code == 422
+    r = env.client.post(url, json={"id": "n", "judgement": RANK3, "critique": "a\x00b"}, headers=env.hdr("alice"))
+    assert r.status_code == 422 and "NUL" in r.text
     r = env.client.post("/api/admin/projects", json={"name": "q", "overlap": 0}, headers=env.hdr("admin"))
     assert r.status_code == 422
     r = env.client.post("/api/admin/projects", json={"name": "p"}, headers=env.hdr("admin"))

@@ -124,3 +124,30 @@ def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
     with db.read() as s:
         assert s.scalar(select(func.count(Judgement.id)).where(Judgement.id == "same-id")) == 1
     db.close()
+
+
+def test_hostile_inputs_give_4xx_on_postgres(pg_url):
+    db = Database(pg_url)
+    env = Env(db)
+    env.add_annotator("mallory")
+    pid = env.project(name="hostile", items=make_items(2, prefix="h"), overlap=1)
+    a = env.next("mallory", pid)["assignment"]
+    item = make_items(1, prefix="n")[0].model_dump(mode="json")
+    cases = [
+        ("POST", f"/api/assignments/{a['assignment_id']}/judgement", "mallory",
+         {"id": "n1", "judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}, "critique": "a\x00b"}),
+        ("POST", f"/api/assignments/{a['assignment_id']}/skip", "mallory", {"reason": "\x00"}),
+        ("POST", f"/api/assignments/{10**20}/skip", "mallory", {"reason": "x"}),
+        ("GET", f"/api/projects/{2**40}/next", "mallory", None),
+        ("GET", "/api/judgements/a%00b", "mallory", None),
+        ("DELETE", "/api/judgements/" + "x" * 65, "mallory", None),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "id": "i" * 300}]}),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "prompt": "p\x00"}]}),
+        ("POST", "/api/admin/annotators", "admin", {"name": "x\x00"}),
+        ("POST", "/api/admin/projects", "admin", {"name": "p" * 201}),
+    ]
+    for method, url, who, body in cases:
+        r = env.client.request(method, url, json=body, headers=env.hdr(who))
+        assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
+    env.client.close()
+    db.close()
