@@ -20,7 +20,7 @@ def check_lengths(item: PreferenceItem) -> None:
         raise ValueError("id is longer than 200 characters")
     if len(item.prompt_text) > MAX_TEXT_CHARS:
         raise ValueError(f"prompt is longer than {MAX_TEXT_CHARS} characters")
-    if "\x00" in item.prompt_text or any("\x00" in r.text for r in item.responses):
+    if "\x00" in item.id or "\x00" in item.prompt_text or any("\x00" in r.text for r in item.responses):
         raise ValueError("text must not contain NUL characters (PostgreSQL cannot store them)")
     for n, r in enumerate(item.responses):
         if len(r.text) > MAX_TEXT_CHARS:

@@ -143,6 +143,7 @@ def test_hostile_inputs_give_4xx_on_postgres(pg_url):
         ("DELETE", "/api/judgements/" + "x" * 65, "mallory", None),
         ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "id": "i" * 300}]}),
         ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "prompt": "p\x00"}]}),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "id": "a\x00"}]}),
         ("POST", "/api/admin/annotators", "admin", {"name": "x\x00"}),
         ("POST", "/api/admin/projects", "admin", {"name": "p" * 201}),
     ]
