@@ -107,14 +107,14 @@ def _annotator(base: str, token: str, pid: int, stop: threading.Event, res: Resu
             try:
                 nxt = c.get(f"/api/projects/{pid}/next").json()
             except (httpx.HTTPError, ValueError):
-                time.sleep(0.05)
+                time.sleep(0.2)
                 continue
             if nxt.get("done", True):
                 return
             a = nxt["assignment"]
             order = rng.sample(range(len(a["responses"])), len(a["responses"]))
             body = {"id": uuid.uuid4().hex, "judgement": {"kind": "ranking", "tiers": [[i] for i in order]}}
-            first = True
+            first, backoff = True, 0.05
             while True:  # until acknowledged; the same id makes retries safe
                 t0 = time.perf_counter()
                 try:
@@ -123,11 +123,13 @@ def _annotator(base: str, token: str, pid: int, stop: threading.Event, res: Resu
                     first = False
                     with res.lock:
                         res.retries += 1
-                    time.sleep(0.05)
+                    time.sleep(backoff)  # back off, as the page does, so a restarting server gets the CPU
+                    backoff = min(0.5, backoff * 2)
                     continue
                 if r.status_code >= 500:
                     first = False
-                    time.sleep(0.05)
+                    time.sleep(backoff)
+                    backoff = min(0.5, backoff * 2)
                     continue
                 with res.lock:
                     if r.status_code in (200, 201):
