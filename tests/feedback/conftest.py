@@ -70,7 +70,9 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path):
-    db = Database(str(tmp_path / "feedback.db"))
+    # fsync per commit (the server default, FULL) is tested in test_storage/test_durability;
+    # unit tests skip it to stay fast. NORMAL in WAL mode still survives a process crash.
+    db = Database(str(tmp_path / "feedback.db"), synchronous="NORMAL")
     e = Env(db)
     e.add_annotator("alice")
     e.add_annotator("bob")
