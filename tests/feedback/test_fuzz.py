@@ -39,7 +39,7 @@ def test_submit_never_5xx(env, body, aid):
     assert r.status_code < 500, (body, r.text)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=15)  # eight requests per example
 @given(body=json_values, aid=path_ids, jid=path_ids)
 def test_other_endpoints_never_5xx(env, body, aid, jid):
     pid = _project(env)
