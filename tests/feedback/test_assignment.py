@@ -79,12 +79,12 @@ def test_gold_items_are_mixed_in_at_the_rate(env):
     alice = _ctx(env, "alice")
     rng = random.Random(0)
     n_gold = 0
-    for n in range(100):
+    for n in range(60):
         with env.db.session() as s:
             a = repo.next_assignment(s, p, alice, rng=rng)
             repo.submit(s, alice, a.id, f"g{n}", RANK3)
             n_gold += s.get(Judgement, f"g{n}").is_gold
-    assert 15 <= n_gold <= 30  # Binomial(100, 0.25): mean 25 (sd 4.3); 30 gold items cap it
+    assert 8 <= n_gold <= 24  # Binomial(60, 0.25): mean 15, sd 3.4 (seeded rng: deterministic)
     pid0 = env.project(name="nogold", items=make_items(20, prefix="x"), gold_items=make_items(5, prefix="g", gold=True), overlap=1)
     for n in range(20):
         env.rank_submit("bob", pid0, f"b{n}")
@@ -117,12 +117,12 @@ def test_daily_cap(env):
 
 
 def test_shown_order_is_random_per_annotator_and_stored(env):
-    pid = env.project(items=make_items(40, k=4), overlap=2)
+    pid = env.project(items=make_items(25, k=4), overlap=2)
     orders = []
-    for n in range(40):
+    for n in range(25):
         out = env.rank_submit("alice", pid, f"o{n}")
         orders.append(tuple(out["shown_order"]))
-    assert len(set(orders)) > 10  # 24 permutations; identity every time would be position-biased
+    assert len(set(orders)) > 8  # 24 permutations (about 15 distinct expected in 25 draws)
     assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
     with env.db.session() as s:
         for j in s.scalars(select(Judgement)):

@@ -5,7 +5,7 @@ from rlhfkit.feedback.loadtest import run_load
 
 def test_sigkill_loses_no_acknowledged_judgement(tmp_path):
     # two kill rounds in CI (one server, killed and restarted twice); the benchmark runs >= 10
-    out = run_load(str(tmp_path / "f.db"), n_clients=15, n_items=300, duration_s=1.5, kills=2, seed=1,
+    out = run_load(str(tmp_path / "f.db"), n_clients=10, n_items=300, duration_s=1.5, kills=2, seed=1,
                    log=tmp_path / "server.log")
     assert out["errors"] == []
     # the clients really were submitting on both sides of the kill

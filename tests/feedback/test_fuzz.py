@@ -26,7 +26,7 @@ submit_bodies = st.one_of(json_values, st.fixed_dictionaries(
     optional={"critique": st.one_of(st.none(), st.text(max_size=50)), "time_spent_s": json_scalars, "extra": json_scalars}))
 path_ids = st.one_of(st.integers(-5, 10**20).map(str), st.text(min_size=1, max_size=20)).map(lambda x: quote(x, safe=""))
 
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
@@ -39,7 +39,7 @@ def test_submit_never_5xx(env, body, aid):
     assert r.status_code < 500, (body, r.text)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=15)  # eight requests per example
 @given(body=json_values, aid=path_ids, jid=path_ids)
 def test_other_endpoints_never_5xx(env, body, aid, jid):
     pid = _project(env)

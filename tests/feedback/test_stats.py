@@ -58,21 +58,23 @@ def test_agreement_numbers_match_hand_computation(env):
 
 def test_position_and_length_bias(env):
     # responses: index 2 is always the longest ("more more"); alice always picks the first shown
-    pid = env.project(items=make_items(30), overlap=1)
-    for n in range(30):
+    pid = env.project(items=make_items(20), overlap=1)
+    for n in range(20):
         a = env.next("alice", pid)["assignment"]
         first_shown = a["shown_order"][0]
         rest = [i for i in a["shown_order"][1:]]
         body = {"id": f"pb{n}", "judgement": {"kind": "ranking", "tiers": [[first_shown], rest]}}
         env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body, headers=env.hdr("alice"))
-    pid2 = env.project(name="len", items=make_items(30, prefix="L"), overlap=1)
-    for n in range(30):
+    pid2 = env.project(name="len", items=make_items(20, prefix="L"), overlap=1)
+    for n in range(20):
         env.rank_submit("bob", pid2, f"lb{n}", [2, 1, 0])  # always the longest first
     a = project_stats_for(env, pid, "alice")
     assert a["first_position_best_rate"] == 1.0 and a["first_position_chance"] == pytest.approx(1 / 3)
     b = project_stats_for(env, pid2, "bob")
     assert b["longer_preferred_rate"] == 1.0
-    assert 0.1 < b["first_position_best_rate"] < 0.6  # shown order is random, so no position bias
+    # shown order is random, so bob's first-shown response is best about 1/3 of the time
+    # (20 draws: P(rate == 0) = (2/3)^20 < 1e-3, P(rate >= 0.8) < 1e-5)
+    assert 0 < b["first_position_best_rate"] < 0.8
 
 
 def project_stats_for(env, pid, name):
