@@ -85,8 +85,9 @@ def summarise(items, stats) -> None:
             text = response.text.replace("\n", " ")
             out.print(f"[cyan]{k + 1}.[/cyan] {text[:220]}{'…' if len(text) > 220 else ''}", highlight=False)
     table = Table(title="generation summary")
-    for col in ("prompts", "responses", "dropped empty", "new tokens", "mean tokens/response",
-                "distinct-2 within prompt", "tokens/s"):
+    # Short headers keep the table readable in an 80-column terminal.
+    for col in ("prompts", "responses", "empty dropped", "new tokens", "tokens/resp",
+                "distinct-2", "tokens/s"):
         table.add_column(col, justify="right")
     mean_len = sum(stats.token_counts) / max(1, len(stats.token_counts))
     table.add_row(str(stats.prompts), str(stats.responses), str(stats.dropped_empty), str(stats.new_tokens),

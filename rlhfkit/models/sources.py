@@ -107,6 +107,12 @@ def convert_gguf(gguf: Path, force: bool = False) -> Path:
     if (out / CONVERTED_MARKER).exists() and not force:
         return out
     model, tokenizer = load_gguf(gguf)
+    return save_converted(model, tokenizer, gguf)
+
+
+def save_converted(model, tokenizer, gguf: Path) -> Path:
+    """Write a GGUF-loaded model as the cached safetensors folder for ``gguf`` (atomically)."""
+    out = converted_dir(gguf)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlhfkit.models import ModelSourceError, native_bf16, load_causal_lm, resolve_model_dir, tiny_causal_lm
-from rlhfkit.models.sources import alias_path, convert_gguf, load_gguf
+from rlhfkit.models.sources import alias_path, load_gguf, save_converted
 
 
 def test_tiny_model_is_small_and_fast(tiny_model_dir):
@@ -60,11 +60,12 @@ def smollm2_gguf():
 def test_gguf_conversion_matches_gguf_logits_and_trains(smollm2_gguf, tmp_path, monkeypatch):
     """The cached safetensors copy gives the same logits as the GGUF, loads fast, and trains."""
     monkeypatch.setenv("RLHFKIT_CACHE", str(tmp_path))
-    folder = convert_gguf(smollm2_gguf)
+    # One dequantisation serves both sides (it is the slow part): convert_gguf is load_gguf + save_converted.
+    reference, gguf_tokenizer = load_gguf(smollm2_gguf)
+    folder = save_converted(reference, gguf_tokenizer, smollm2_gguf)
     assert (folder / "model.safetensors").exists() and folder.is_relative_to(tmp_path)
-    assert resolve_model_dir(smollm2_gguf) == folder  # cached: no second conversion
+    assert resolve_model_dir(smollm2_gguf) == folder  # found in the cache: no second conversion
     converted, tok = load_causal_lm(smollm2_gguf)
-    reference, _ = load_gguf(smollm2_gguf)
     ids = tok(["The capital of France is"], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(converted(**ids).logits, reference(**ids).logits)

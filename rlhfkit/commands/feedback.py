@@ -1,0 +1,219 @@
+"""`rlhfkit feedback ...`, `rlhfkit annotators ...` and `rlhfkit serve`: the annotation app's CLI.
+
+Nothing here imports torch at module level; only `feedback rank` may, through the ranker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="Human feedback: import items, export judgements, rank by disagreement.", no_args_is_help=True)
+annotators_app = typer.Typer(help="Manage annotators of the feedback app.", no_args_is_help=True)
+
+DB_OPT = typer.Option("feedback.db", "--db", help="SQLite path or a postgresql+psycopg:// URL")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _open(db: str):
+    from rlhfkit.feedback.db import Database
+
+    return Database(db)
+
+
+@app.command("import")
+def import_cmd(
+    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs or HH"),
+    project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
+    db: str = DB_OPT,
+    mode: str = typer.Option("ranking", help="ranking | pairwise (new projects only)"),
+    overlap: int = typer.Option(3, help="judgements wanted per item from distinct annotators"),
+    lease_seconds: int = typer.Option(900, help="how long an item handed out stays reserved"),
+    gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),
+    daily_cap: Optional[int] = typer.Option(None, help="most judgements per annotator per UTC day"),
+    gold: bool = typer.Option(False, "--gold", help="these items are gold: their first annotation is the answer"),
+) -> None:
+    """Import items into a project.  Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db"""
+    from rlhfkit.data import DataError
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.items_io import ItemsFileError, read_items_file
+
+    try:
+        items = read_items_file(path)
+        database = _open(db)
+        with database.session() as s:
+            try:
+                p = repo.project_by_name(s, project)
+            except repo.NotFound:
+                p = repo.create_project(s, project, mode=mode, overlap=overlap, lease_seconds=lease_seconds,
+                                        gold_rate=gold_rate, daily_cap=daily_cap)
+            if gold:
+                for item, src in items:
+                    try:
+                        repo.gold_answer_of(item)
+                    except repo.Invalid as e:
+                        raise ItemsFileError(path, int(src.rsplit(":", 1)[1]), str(e)) from None
+            added, skipped = repo.import_items(s, p, items, gold=gold)
+    except (DataError, ItemsFileError, repo.FeedbackError) as e:
+        _fail(str(e))
+    typer.echo(f"project {project!r}: added {added} items, {skipped} already present")
+
+
+@app.command("export")
+def export_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    out: Path = typer.Option(..., "--out", "-o", help="output JSONL (written atomically)"),
+    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh"),
+    db: str = DB_OPT,
+    include_gold: bool = typer.Option(False, help="also export judgements of gold items"),
+) -> None:
+    """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl"""
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.export import FORMATS, export_file
+
+    if format not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}")
+    try:
+        with _open(db).session() as s:
+            n = export_file(s, repo.project_by_name(s, project), format, out, include_gold)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"wrote {n} lines to {out}")
+
+
+@app.command("rank")
+def rank_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    ranker: str = typer.Option(..., "--ranker", help="reward-model ensemble dir, dir with ranker.py, or module:function"),
+    db: str = DB_OPT,
+) -> None:
+    """Score items by disagreement and serve the most disputed first.  Example: rlhfkit feedback rank -p helpful --ranker runs/rm"""
+    from rlhfkit.feedback.ranker import RankerError, load_ranker, score_project
+
+    try:
+        n = score_project(_open(db), project, load_ranker(ranker))
+    except RankerError as e:
+        _fail(str(e))
+    typer.echo(f"scored {n} items of {project!r}; they are now served by disagreement")
+
+
+@app.command("stats")
+def stats_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
+    """Print a project's progress, agreement and per-annotator statistics as JSON.  Example: rlhfkit feedback stats -p helpful"""
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.stats import project_stats
+
+    try:
+        with _open(db).session() as s:
+            typer.echo(json.dumps(project_stats(s, repo.project_by_name(s, project)), indent=2))
+    except repo.FeedbackError as e:
+        _fail(str(e))
+
+
+@app.command("admin-token")
+def admin_token_cmd(db: str = DB_OPT, base_url: str = typer.Option("http://127.0.0.1:8000", help="server address")) -> None:
+    """Make a new admin token (the old one stops working) and print the admin login link.  Example: rlhfkit feedback admin-token --db feedback.db"""
+    from rlhfkit.feedback import repo
+
+    with _open(db).session() as s:
+        token = repo.rotate_admin_token(s)
+    typer.echo(f"admin login: {base_url.rstrip('/')}/login?token={token}")
+
+
+@annotators_app.command("add")
+def annotators_add(
+    name: str = typer.Argument(..., help="display name, unique"),
+    db: str = DB_OPT,
+    base_url: str = typer.Option("http://127.0.0.1:8000", help="server address used in the link"),
+) -> None:
+    """Create an annotator and print their secret login link.  Example: rlhfkit annotators add alice --db feedback.db"""
+    from rlhfkit.feedback import repo
+
+    try:
+        with _open(db).session() as s:
+            _a, token = repo.add_annotator(s, name)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
+
+
+@annotators_app.command("new-link")
+def annotators_new_link(
+    name: str = typer.Argument(..., help="an existing annotator"),
+    db: str = DB_OPT,
+    base_url: str = typer.Option("http://127.0.0.1:8000", help="server address used in the link"),
+) -> None:
+    """Give an annotator a new login link (the old one stops working).  Example: rlhfkit annotators new-link alice"""
+    from rlhfkit.feedback import repo
+
+    try:
+        with _open(db).session() as s:
+            token = repo.new_annotator_token(s, name)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
+
+
+@annotators_app.command("deactivate")
+def annotators_deactivate(name: str = typer.Argument(...), db: str = DB_OPT) -> None:
+    """Stop an annotator's link from working (their judgements are kept).  Example: rlhfkit annotators deactivate alice"""
+    from rlhfkit.feedback import repo
+
+    try:
+        with _open(db).session() as s:
+            repo.set_annotator_active(s, name, False)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{name} deactivated (a running server notices within 5 s)")
+
+
+@annotators_app.command("list")
+def annotators_list(db: str = DB_OPT) -> None:
+    """List annotators and their judgement counts.  Example: rlhfkit annotators list --db feedback.db"""
+    from sqlalchemy import func, select
+
+    from rlhfkit.feedback.models import Annotator, Judgement
+
+    with _open(db).session() as s:
+        counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id)).group_by(Judgement.annotator_id)).all())
+        for a in s.scalars(select(Annotator).order_by(Annotator.id)):
+            typer.echo(f"{a.name}\t{'active' if a.active else 'inactive'}\t{counts.get(a.id, 0)} judgements")
+
+
+def serve(
+    db: str = DB_OPT,
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    ranker: Optional[str] = typer.Option(None, help="score PROJECT's items by disagreement first (child process)"),
+    project: Optional[str] = typer.Option(None, "--project", "-p", help="project for --ranker"),
+) -> None:
+    """Start the annotation server.  Example: rlhfkit serve --db feedback.db --host 127.0.0.1 --port 8000"""
+    import uvicorn
+
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.app import create_app
+
+    if ranker:
+        if not project:
+            _fail("--ranker needs --project")
+        # The ranker may import torch; it runs in a child so the server process never does.
+        cmd = [sys.executable, "-m", "rlhfkit.cli", "feedback", "rank", "--db", db, "-p", project, "--ranker", ranker]
+        if subprocess.run(cmd).returncode != 0:
+            _fail("ranking failed; see above")
+    database = _open(db)
+    with database.session() as s:
+        token = repo.ensure_admin_token(s)
+    base = f"http://{host}:{port}"
+    if token:
+        typer.echo(f"admin login (shown once; `rlhfkit feedback admin-token` makes a new one): {base}/login?token={token}")
+    typer.echo(f"serving {database.url} on {base}  (API docs: {base}/docs)")
+    uvicorn.run(create_app(database), host=host, port=port, log_level="warning")

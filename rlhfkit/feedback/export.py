@@ -1,0 +1,123 @@
+"""Exporting judgements for training, with provenance.
+
+Formats:
+  rlhfkit    one PreferenceItem per line, annotations carrying annotator, time, shown order,
+             critique and the annotator's reliability weight; item metadata gains ``feedback``
+             (project, source file:line, gold flag).
+  trl-pairs  one {"prompt", "chosen", "rejected"} line per implied pair (TRL's explicit-prompt
+             preference format) plus provenance columns: weight, item_id, annotator, created_at,
+             shown_order, source.
+  hh         Anthropic HH lines {"chosen", "rejected"} ("\\n\\nHuman: ...\\n\\nAssistant: ...")
+             kept to exactly those keys, with provenance in a line-aligned sidecar
+             ``<out>.provenance.jsonl``.
+Pairs come from ``rlhfkit.schema.judgement_to_pairs`` (ties give no pair).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterator
+
+from pydantic import TypeAdapter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
+from rlhfkit.feedback.stats import reliability_weights
+from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
+from rlhfkit.schema import Judgement as JudgementSchema
+
+FORMATS = ("rlhfkit", "trl-pairs", "hh")
+_adapter: TypeAdapter = TypeAdapter(JudgementSchema)
+
+
+def export_items(s: Session, project: Project, include_gold: bool = False) -> list[PreferenceItem]:
+    weights = reliability_weights(s, project)
+    names = dict(s.execute(select(Annotator.id, Annotator.name)).all())
+    by_item: dict[int, list[Judgement]] = defaultdict(list)
+    for j in s.scalars(select(Judgement).where(Judgement.project_id == project.id).order_by(Judgement.created_at)):
+        by_item[j.item_id].append(j)
+    out = []
+    for item in s.scalars(select(Item).where(Item.project_id == project.id).order_by(Item.id)):
+        if item.id not in by_item or (item.is_gold and not include_gold):
+            continue
+        anns = [
+            Annotation(
+                id=j.id, judgement=_adapter.validate_python(j.judgement), critique=j.critique,
+                annotator_id=names[j.annotator_id], source="human", time_spent_s=j.server_time_s,
+                shown_order=j.shown_order, weight=weights.get(names[j.annotator_id], 1.0),
+                created_at=j.created_at,
+            )
+            for j in by_item[item.id]
+        ]
+        meta = dict(item.item_metadata or {})
+        meta["feedback"] = {"project": project.name, "source": item.source, "gold": item.is_gold}
+        out.append(PreferenceItem(
+            id=item.external_id, prompt=item.prompt, responses=[Response(**r) for r in item.responses],
+            annotations=anns, metadata=meta,
+        ))
+    return out
+
+
+def _hh_dialogue(prompt, answer: str) -> str:
+    if isinstance(prompt, str):
+        turns = [("Human", prompt)]
+    else:
+        turns = [("Human" if m.role in ("user", "system") else "Assistant", m.content) for m in prompt]
+    return "".join(f"\n\n{who}: {text}" for who, text in turns) + f"\n\nAssistant: {answer}"
+
+
+def _pair_lines(items: list[PreferenceItem], fmt: str) -> Iterator[tuple[dict, dict]]:
+    for item in items:
+        for ann in item.annotations:
+            for c, r in judgement_to_pairs(ann.judgement):
+                prov = {
+                    "item_id": item.id, "annotator": ann.annotator_id, "weight": ann.weight,
+                    "created_at": ann.created_at.isoformat() if ann.created_at else None,
+                    "shown_order": ann.shown_order, "source": item.metadata["feedback"]["source"],
+                    "project": item.metadata["feedback"]["project"], "chosen_index": c, "rejected_index": r,
+                }
+                if fmt == "trl-pairs":
+                    prompt = item.prompt if isinstance(item.prompt, str) else [m.model_dump() for m in item.prompt]
+                    yield {"prompt": prompt, "chosen": item.responses[c].text,
+                           "rejected": item.responses[r].text, **prov}, prov
+                else:
+                    yield {"chosen": _hh_dialogue(item.prompt, item.responses[c].text),
+                           "rejected": _hh_dialogue(item.prompt, item.responses[r].text)}, prov
+
+
+def _atomic_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = False) -> tuple[list[str], list[str]]:
+    """(lines, sidecar provenance lines) of an export; sidecar is empty except for hh."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    items = export_items(s, project, include_gold)
+    if fmt == "rlhfkit":
+        return [it.model_dump_json() for it in items], []
+    rows = list(_pair_lines(items, fmt))
+    lines = [json.dumps(r, ensure_ascii=False) for r, _ in rows]
+    side = [json.dumps(p, ensure_ascii=False) for _, p in rows] if fmt == "hh" else []
+    return lines, side
+
+
+def export_file(s: Session, project: Project, fmt: str, out: str | Path, include_gold: bool = False) -> int:
+    """Write an export atomically; returns the number of lines written."""
+    out = Path(out)
+    lines, side = export_lines(s, project, fmt, include_gold)
+    _atomic_lines(out, lines)
+    if fmt == "hh":
+        _atomic_lines(out.with_name(out.name + ".provenance.jsonl"), side)
+    return len(lines)

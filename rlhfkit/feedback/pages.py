@@ -1,0 +1,112 @@
+"""Server-rendered pages: login by token link, project list, the annotation page, admin dashboard.
+
+Templates are Jinja2 with autoescaping; the annotation page's dynamic parts are built by
+static/annotate.js with ``textContent`` only, so response text can never become markup.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+
+from rlhfkit.feedback import repo
+from rlhfkit.feedback.app import COOKIE, _token
+from rlhfkit.feedback.models import Project
+from rlhfkit.feedback.stats import project_stats
+
+HERE = Path(__file__).parent
+_env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+SECURITY_HEADERS = {
+    # Defence in depth: even if markup slipped through, no inline script or foreign source runs.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def render(template: str, status: int = 200, **ctx) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(template).render(**ctx), status_code=status, headers=SECURITY_HEADERS)
+
+
+def _who(request: Request):
+    """('admin', None) | ('annotator', Annotator) | (None, None)."""
+    token = _token(request)
+    if not token or len(token) > 200:
+        return None, None
+    with request.app.state.db.read() as s:
+        if repo.is_admin_token(s, token):
+            return "admin", None
+        a = repo.annotator_by_token(s, token)
+    return ("annotator", a) if a else (None, None)
+
+
+def _error(status: int, message: str) -> HTMLResponse:
+    return render("message.html", status=status, title={401: "Please log in", 403: "Not allowed",
+                                                      404: "Not found"}.get(status, "Error"), message=message)
+
+
+def add_page_routes(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request):
+        role, _ = _who(request)
+        if role == "admin":
+            return RedirectResponse("/admin", status_code=303)
+        if role == "annotator":
+            return RedirectResponse("/annotate", status_code=303)
+        return _error(401, "Open the login link your project admin gave you.")
+
+    @app.get("/login", include_in_schema=False)
+    def login(request: Request, token: str = ""):
+        with request.app.state.db.read() as s:
+            admin = bool(token) and len(token) <= 200 and repo.is_admin_token(s, token)
+            ann = None if admin or not token or len(token) > 200 else repo.annotator_by_token(s, token)
+        if not admin and ann is None:
+            return _error(401, "This login link is not valid (any more). Ask your project admin for a new one.")
+        resp = RedirectResponse("/admin" if admin else "/annotate", status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", max_age=30 * 86400)
+        return resp
+
+    @app.get("/logout", include_in_schema=False)
+    def logout():
+        resp = RedirectResponse("/", status_code=303)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    @app.get("/annotate", include_in_schema=False)
+    def projects_page(request: Request):
+        role, ann = _who(request)
+        if role != "annotator":
+            return _error(403 if role else 401, "This page is for annotators; use your login link.")
+        with request.app.state.db.read() as s:
+            projects = list(s.scalars(select(Project).order_by(Project.id)))
+        if len(projects) == 1:
+            return RedirectResponse(f"/annotate/{projects[0].id}", status_code=303)
+        return render("projects.html", name=ann.name, projects=projects)
+
+    @app.get("/annotate/{project_id}", include_in_schema=False)
+    def annotate_page(project_id: int, request: Request):
+        role, ann = _who(request)
+        if role != "annotator":
+            return _error(403 if role else 401, "This page is for annotators; use your login link.")
+        with request.app.state.db.read() as s:
+            p = s.get(Project, project_id)
+        if p is None:
+            return _error(404, f"There is no project {project_id}.")
+        return render("annotate.html", name=ann.name, project=p)
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page(request: Request):
+        role, _ = _who(request)
+        if role != "admin":
+            return _error(403 if role else 401, "The admin dashboard needs the admin login link.")
+        with request.app.state.db.read() as s:
+            stats = [project_stats(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
+        return render("admin.html", projects=stats)

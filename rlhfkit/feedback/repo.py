@@ -1,0 +1,410 @@
+"""Repository functions: every read and write the server and the CLI make, one transaction each.
+
+The work model lives here: tokens (stored as SHA-256 hashes, shown once), projects, item import,
+assignment with overlap, blindness, leases, gold items and a daily cap, and idempotent
+submission. Functions take an open ``Session`` and raise ``FeedbackError`` subclasses that the
+API maps to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project, Setting
+from rlhfkit.schema import Judgement as JudgementSchema
+from rlhfkit.schema import PreferenceItem
+
+MODES = ("ranking", "pairwise")
+_judgement_adapter: TypeAdapter = TypeAdapter(JudgementSchema)
+
+
+class FeedbackError(Exception):
+    status = 400
+
+
+class NotFound(FeedbackError):
+    status = 404
+
+
+class Conflict(FeedbackError):
+    status = 409
+
+
+class Invalid(FeedbackError):
+    status = 422
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def rotate_admin_token(s: Session) -> str:
+    token = "adm_" + new_token()
+    row = s.get(Setting, "admin_token_hash")
+    if row is None:
+        s.add(Setting(key="admin_token_hash", value=hash_token(token)))
+    else:
+        row.value = hash_token(token)
+    return token
+
+
+def ensure_admin_token(s: Session) -> str | None:
+    """Create the admin token if there is none; returns it when created (else None)."""
+    if s.get(Setting, "admin_token_hash") is not None:
+        return None
+    return rotate_admin_token(s)
+
+
+def is_admin_token(s: Session, token: str) -> bool:
+    row = s.get(Setting, "admin_token_hash")
+    return row is not None and secrets.compare_digest(row.value, hash_token(token))
+
+
+def annotator_by_token(s: Session, token: str) -> Annotator | None:
+    a = s.scalar(select(Annotator).where(Annotator.token_hash == hash_token(token)))
+    return a if a is not None and a.active else None
+
+
+def add_annotator(s: Session, name: str) -> tuple[Annotator, str]:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise Invalid("annotator name must be 1-100 characters")
+    if s.scalar(select(Annotator).where(Annotator.name == name)) is not None:
+        raise Conflict(f"an annotator named {name!r} already exists")
+    token = "ann_" + new_token()
+    a = Annotator(name=name, token_hash=hash_token(token), active=True, created_at=utcnow())
+    s.add(a)
+    s.flush()
+    return a, token
+
+
+def annotator_by_name(s: Session, name: str) -> Annotator:
+    a = s.scalar(select(Annotator).where(Annotator.name == name))
+    if a is None:
+        raise NotFound(f"no annotator named {name!r}")
+    return a
+
+
+def new_annotator_token(s: Session, name: str) -> str:
+    """Replace an annotator's token (a lost or leaked link); the old link stops working."""
+    a = annotator_by_name(s, name)
+    token = "ann_" + new_token()
+    a.token_hash, a.active = hash_token(token), True
+    return token
+
+
+def set_annotator_active(s: Session, name: str, active: bool) -> None:
+    annotator_by_name(s, name).active = active
+
+
+# ---------------------------------------------------------------- projects and items
+
+
+def create_project(
+    s: Session,
+    name: str,
+    mode: str = "ranking",
+    overlap: int = 3,
+    lease_seconds: int = 900,
+    gold_rate: float = 0.0,
+    daily_cap: int | None = None,
+    instructions: str = "",
+) -> Project:
+    if mode not in MODES:
+        raise Invalid(f"mode must be one of {MODES}, got {mode!r}")
+    if not name.strip() or len(name) > 200:
+        raise Invalid("project name must be 1-200 characters")
+    if overlap < 1 or lease_seconds < 1 or not 0 <= gold_rate <= 1 or (daily_cap is not None and daily_cap < 1):
+        raise Invalid("overlap >= 1, lease_seconds >= 1, 0 <= gold_rate <= 1 and daily_cap >= 1 are required")
+    if s.scalar(select(Project).where(Project.name == name)) is not None:
+        raise Conflict(f"a project named {name!r} already exists")
+    p = Project(
+        name=name, mode=mode, overlap=overlap, lease_seconds=lease_seconds, gold_rate=gold_rate,
+        daily_cap=daily_cap, order_by="random", instructions=instructions, created_at=utcnow(),
+    )
+    s.add(p)
+    s.flush()
+    return p
+
+
+def project_by_name(s: Session, name: str) -> Project:
+    p = s.scalar(select(Project).where(Project.name == name))
+    if p is None:
+        raise NotFound(f"no project named {name!r}")
+    return p
+
+
+def get_project(s: Session, project_id: int) -> Project:
+    p = s.get(Project, project_id)
+    if p is None:
+        raise NotFound(f"no project {project_id}")
+    return p
+
+
+def gold_answer_of(item: PreferenceItem) -> dict:
+    """The known answer of a gold item: its first ranking or pairwise annotation."""
+    for ann in item.annotations:
+        if ann.judgement.kind in ("ranking", "pairwise"):
+            return ann.judgement.model_dump()
+    raise Invalid(f"gold item {item.id!r} has no ranking or pairwise annotation to use as its answer")
+
+
+def import_items(
+    s: Session, project: Project, items: list[tuple[PreferenceItem, str]], gold: bool = False
+) -> tuple[int, int]:
+    """Add (item, source) pairs to a project; items whose id is already there are skipped.
+
+    Returns (added, skipped). Gold items must carry their known answer as an annotation.
+    """
+    existing = set(s.scalars(select(Item.external_id).where(Item.project_id == project.id)))
+    added = skipped = 0
+    now = utcnow()
+    for item, source in items:
+        if item.id in existing:
+            skipped += 1
+            continue
+        existing.add(item.id)
+        s.add(
+            Item(
+                project_id=project.id, external_id=item.id,
+                prompt=item.model_dump(mode="json")["prompt"],
+                responses=[r.model_dump(mode="json") for r in item.responses],
+                item_metadata=item.metadata, source=source, is_gold=gold,
+                gold_answer=gold_answer_of(item) if gold else None, disagreement=None, created_at=now,
+            )
+        )
+        added += 1
+    s.flush()
+    return added, skipped
+
+
+# ---------------------------------------------------------------- assignment
+
+
+@dataclass
+class NoWork:
+    reason: str  # "done" (nothing left for you) | "daily_cap"
+
+
+def _taken_count(now: datetime):
+    """Per item: judgements made plus leases still running (the overlap budget in use)."""
+    return (
+        select(func.count(Assignment.id))
+        .where(
+            Assignment.item_id == Item.id,
+            or_(Assignment.status == "done", and_(Assignment.status == "open", Assignment.expires_at > now)),
+        )
+        .correlate(Item)
+        .scalar_subquery()
+    )
+
+
+def judged_today(s: Session, project: Project, annotator: Annotator, now: datetime) -> int:
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return s.scalar(
+        select(func.count(Judgement.id)).where(
+            Judgement.project_id == project.id, Judgement.annotator_id == annotator.id,
+            Judgement.created_at >= midnight,
+        )
+    ) or 0
+
+
+def _pick(
+    s: Session, project: Project, annotator: Annotator, now: datetime, gold: bool, rng: random.Random
+) -> Item | None:
+    mine = exists().where(Assignment.item_id == Item.id, Assignment.annotator_id == annotator.id)
+    q = select(Item).where(Item.project_id == project.id, Item.is_gold == gold, ~mine)
+    if not gold:  # gold items are shown to everyone; regular ones to `overlap` people
+        q = q.where(_taken_count(now) < project.overlap)
+    if project.order_by == "disagreement" and not gold:
+        return s.scalar(q.order_by(Item.disagreement.desc().nulls_last(), Item.id).limit(1))
+    # Random order without sorting the whole table (ORDER BY random() evaluates the filters on
+    # every item): start the id scan at a random point and wrap around. The scan stops at the
+    # first eligible item, so the cost does not grow with the project.
+    lo, hi = s.execute(select(func.min(Item.id), func.max(Item.id)).where(
+        Item.project_id == project.id, Item.is_gold == gold)).one()
+    if lo is None:
+        return None
+    start = rng.randint(lo, hi)
+    return (s.scalar(q.where(Item.id >= start).order_by(Item.id).limit(1))
+            or s.scalar(q.where(Item.id < start).order_by(Item.id).limit(1)))
+
+
+def _resume(s: Session, project: Project, annotator: Annotator, now: datetime) -> Assignment | None:
+    """The annotator's open assignment, its lease renewed if the item still has room."""
+    a = s.scalar(
+        select(Assignment).where(
+            Assignment.project_id == project.id, Assignment.annotator_id == annotator.id,
+            Assignment.status == "open",
+        ).order_by(Assignment.id)
+    )
+    if a is None:
+        return None
+    if a.expires_at <= now:
+        item = s.get(Item, a.item_id)
+        taken = s.scalar(select(_taken_count(now)).select_from(Item).where(Item.id == item.id))
+        if not item.is_gold and taken >= project.overlap:
+            a.status, a.closed_at = "expired", now
+            return None
+        a.expires_at = now + timedelta(seconds=project.lease_seconds)
+    return a
+
+
+def next_assignment(
+    s: Session, project: Project, annotator: Annotator, rng: random.Random | None = None,
+    now: datetime | None = None,
+) -> Assignment | NoWork:
+    """Lease the next item for this annotator (or return why there is none)."""
+    rng = rng or random.SystemRandom()
+    now = now or utcnow()
+    if s.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises
+        # Serialise assignment per project, so two annotators cannot both take the last slot.
+        s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    resumed = _resume(s, project, annotator, now)
+    if resumed is not None:
+        return resumed
+    if project.daily_cap is not None and judged_today(s, project, annotator, now) >= project.daily_cap:
+        return NoWork("daily_cap")
+    item = _pick(s, project, annotator, now, gold=False, rng=rng)
+    if item is None:
+        return NoWork("done")
+    if project.gold_rate > 0 and rng.random() < project.gold_rate:
+        item = _pick(s, project, annotator, now, gold=True, rng=rng) or item
+    k = len(item.responses)
+    a = Assignment(
+        project_id=project.id, item_id=item.id, annotator_id=annotator.id,
+        shown_order=rng.sample(range(k), k), status="open", issued_at=now,
+        expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+    s.add(a)
+    s.flush()
+    return a
+
+
+def own_assignment(s: Session, annotator: Annotator, assignment_id: int) -> Assignment:
+    """The assignment if it is this annotator's; another's is reported as missing (404)."""
+    a = s.get(Assignment, assignment_id, with_for_update=True)
+    if a is None or a.annotator_id != annotator.id:
+        raise NotFound(f"no assignment {assignment_id} for you")
+    return a
+
+
+# ---------------------------------------------------------------- submission
+
+
+def validate_judgement(project: Project, assignment: Assignment, k: int, raw: dict) -> dict:
+    """Parse a judgement against the schema, the project mode and the item; original indices."""
+    try:
+        j = _judgement_adapter.validate_python(raw)
+    except ValidationError as e:
+        raise Invalid(f"judgement: {e.errors()[0]['msg']} at {list(e.errors()[0]['loc'])}") from None
+    if project.mode == "ranking":
+        if j.kind == "ranking":
+            if sorted(i for t in j.tiers for i in t) != list(range(k)):
+                raise Invalid(f"a ranking must place every response 0..{k - 1} exactly once")
+        elif j.kind != "all_bad":
+            raise Invalid(f"this project collects rankings, not {j.kind!r} judgements")
+    else:
+        if j.kind != "pairwise":
+            raise Invalid(f"this project collects pairwise judgements, not {j.kind!r}")
+        shown = assignment.shown_order[:2]
+        if [j.a, j.b] != shown:
+            raise Invalid(f"pairwise a/b must be the responses shown, {shown}")
+    return j.model_dump()
+
+
+def submit(
+    s: Session, annotator: Annotator, assignment_id: int, judgement_id: str, judgement: dict,
+    critique: str | None = None, time_spent_s: float | None = None, now: datetime | None = None,
+) -> tuple[Judgement, bool]:
+    """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
+    now = now or utcnow()
+    a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
+    # Looked up after the lock: a concurrent retry of the same id that waited on it must see the
+    # first one's committed row and answer "already stored", not "assignment already done".
+    prior = s.scalar(select(Judgement).where(Judgement.id == judgement_id))
+    if prior is not None:
+        if prior.annotator_id != annotator.id or prior.assignment_id != assignment_id:
+            raise Conflict(f"judgement id {judgement_id!r} is already used for another submission")
+        return prior, False
+    if a.status != "open":
+        raise Conflict(f"assignment {assignment_id} is already {a.status}")
+    project = s.get(Project, a.project_id)
+    item = s.get(Item, a.item_id)
+    clean = validate_judgement(project, a, len(item.responses), judgement)
+    row = Judgement(
+        id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
+        annotator_id=annotator.id, judgement=clean, critique=critique or None,
+        shown_order=a.shown_order, time_spent_s=time_spent_s,
+        server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=item.is_gold, created_at=now,
+    )
+    a.status, a.closed_at = "done", now
+    s.add(row)
+    s.flush()
+    return row, True
+
+
+def skip(s: Session, annotator: Annotator, assignment_id: int, reason: str, now: datetime | None = None) -> Assignment:
+    a = own_assignment(s, annotator, assignment_id)
+    if a.status == "skipped":
+        return a  # a retried skip is a no-op
+    if a.status != "open":
+        raise Conflict(f"assignment {assignment_id} is already {a.status}")
+    a.status, a.skip_reason, a.closed_at = "skipped", reason, now or utcnow()
+    return a
+
+
+def own_judgement(s: Session, annotator: Annotator, judgement_id: str) -> Judgement:
+    j = s.get(Judgement, judgement_id)
+    if j is None or j.annotator_id != annotator.id:
+        raise NotFound(f"no judgement {judgement_id!r} of yours")
+    return j
+
+
+def retract(s: Session, annotator: Annotator, judgement_id: str, now: datetime | None = None) -> Assignment:
+    """Undo a submitted judgement: delete it and reopen its assignment with a fresh lease."""
+    now = now or utcnow()
+    j = own_judgement(s, annotator, judgement_id)
+    a = s.get(Assignment, j.assignment_id)
+    project = s.get(Project, a.project_id)
+    s.delete(j)
+    a.status, a.closed_at = "open", None
+    a.issued_at, a.expires_at = now, now + timedelta(seconds=project.lease_seconds)
+    s.flush()
+    return a
+
+
+def assignment_view(s: Session, a: Assignment) -> dict[str, Any]:
+    """What the annotator sees: responses in shown order, no other annotator's judgement."""
+    project = s.get(Project, a.project_id)
+    item = s.get(Item, a.item_id)
+    order = a.shown_order[:2] if project.mode == "pairwise" else a.shown_order
+    return {
+        "assignment_id": a.id,
+        "project_id": project.id,
+        "mode": project.mode,
+        "prompt": item.prompt,
+        "responses": [{"index": i, "text": item.responses[i]["text"]} for i in order],
+        "shown_order": a.shown_order,
+        "expires_at": a.expires_at.isoformat() + "Z",
+    }

@@ -1,0 +1,206 @@
+"""Admin statistics of a project: progress, per-annotator work, agreement, gold, biases, weights.
+
+Every judgement is reduced to *pair labels*: for each pair of responses i < j that it orders,
+"lo" (i preferred), "hi" (j preferred), "tie", or "both_bad" (pairwise only). A unit is
+(item, i, j). Fleiss' and Cohen's kappa are computed over these units for both modes, so a
+ranking project and a pairwise project report comparable numbers; ranking projects also get
+Krippendorff's ordinal alpha over (item, response) units whose value is the tier position.
+
+Reliability weight per annotator: acc is the posterior mean of agreeing (Beta(3, 1) prior,
+i.e. 0.75 before any evidence) over their strict pair labels compared with the leave-one-out
+majority of the other annotators on the same unit and with gold answers; weight = 2 acc - 1,
+so a coin-flipper tends to 0, a perfect annotator to 1 and a newcomer starts at 0.5. It is the
+Annotation.weight written by `rlhfkit feedback export`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rlhfkit.feedback import agreement
+from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project
+
+PAIR_LABELS = ("lo", "hi", "tie", "both_bad")
+PRIOR_AGREE, PRIOR_DISAGREE = 3.0, 1.0
+
+
+def pair_labels(j: dict) -> dict[tuple[int, int], str]:
+    """{(i, j): label} with i < j for every pair a judgement speaks about."""
+    if j["kind"] == "ranking":
+        tier_of = {r: t for t, tier in enumerate(j["tiers"]) for r in tier}
+        out = {}
+        for a, b in combinations(sorted(tier_of), 2):
+            ta, tb = tier_of[a], tier_of[b]
+            out[(a, b)] = "tie" if ta == tb else ("lo" if ta < tb else "hi")
+        return out
+    if j["kind"] == "pairwise":
+        a, b, choice = j["a"], j["b"], j["choice"]
+        if choice in ("tie", "both_bad"):
+            label = choice
+        else:
+            winner = a if choice == "a" else b
+            label = "lo" if winner == min(a, b) else "hi"
+        return {(min(a, b), max(a, b)): label}
+    return {}
+
+
+def _first_position_credit(j: dict, shown: list[int]) -> tuple[float, float] | None:
+    """(credit the first-shown response got for being best, chance level) or None."""
+    if j["kind"] == "ranking":
+        top = j["tiers"][0]
+        return (1.0 / len(top) if shown[0] in top else 0.0), 1.0 / len(shown)
+    if j["kind"] == "pairwise" and j["choice"] in ("a", "b"):
+        return (1.0 if j["choice"] == "a" else 0.0), 0.5  # a is always the first shown
+    return None
+
+
+def _gold_score(j: dict, gold: dict) -> float | None:
+    gl, jl = pair_labels(gold), pair_labels(j)
+    keys = [k for k in gl if k in jl]
+    return float(np.mean([gl[k] == jl[k] for k in keys])) if keys else None
+
+
+def _mean(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
+
+
+def _annotator_rows(rows, items, names, units, skips) -> list[dict[str, Any]]:
+    per: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for j in rows:
+        d = per[j.annotator_id]
+        d["n"].append(1)
+        d["server_time"].append(j.server_time_s)
+        if j.time_spent_s is not None:
+            d["client_time"].append(j.time_spent_s)
+        item = items[j.item_id]
+        if j.is_gold and item.gold_answer:
+            score = _gold_score(j.judgement, item.gold_answer)
+            if score is not None:
+                d["gold"].append(score)
+                d["agree"].extend([score])
+        credit = _first_position_credit(j.judgement, j.shown_order)
+        if credit:
+            d["pos"].append(credit[0])
+            d["pos_chance"].append(credit[1])
+        lengths = [len(r["text"]) for r in item.responses]
+        for (a, b), lab in pair_labels(j.judgement).items():
+            if lab in ("lo", "hi") and lengths[a] != lengths[b]:
+                winner = a if lab == "lo" else b
+                d["longer"].append(1.0 if lengths[winner] == max(lengths[a], lengths[b]) else 0.0)
+    # leave-one-out majority agreement on non-gold units with at least 3 labels
+    for (_item, _pair), labels in units.items():
+        if len(labels) < 3:
+            continue
+        for ann, lab in labels.items():
+            others = Counter(v for a, v in labels.items() if a != ann).most_common()
+            if lab in ("lo", "hi") and (len(others) == 1 or others[0][1] > others[1][1]):
+                per[ann]["agree"].append(1.0 if others[0][0] == lab else 0.0)
+    out = []
+    for ann_id, name in sorted(names.items(), key=lambda kv: kv[1]):
+        d = per.get(ann_id, {})
+        if not d and not skips.get(ann_id):
+            continue
+        agree = d.get("agree", [])
+        acc = (sum(agree) + PRIOR_AGREE) / (len(agree) + PRIOR_AGREE + PRIOR_DISAGREE)
+        out.append({
+            "annotator": name,
+            "judgements": len(d.get("n", [])),
+            "skips": skips.get(ann_id, 0),
+            "median_seconds_per_judgement": statistics.median(d["server_time"]) if d.get("server_time") else None,
+            "mean_reported_seconds": _mean(d.get("client_time", [])),
+            "gold_judged": len(d.get("gold", [])),
+            "gold_accuracy": _mean(d.get("gold", [])),
+            "first_position_best_rate": _mean(d.get("pos", [])),
+            "first_position_chance": _mean(d.get("pos_chance", [])),
+            "longer_preferred_rate": _mean(d.get("longer", [])),
+            "agreement_evidence": len(agree),
+            "reliability_weight": round(max(0.0, 2 * acc - 1), 4),
+        })
+    return out
+
+
+def _agreement(rows, project: Project, units, names) -> dict[str, Any]:
+    unit_keys = [k for k, v in units.items() if len(v) >= 2]
+    counts = np.array([[Counter(units[k].values())[lab] for lab in PAIR_LABELS] for k in unit_keys]).reshape(-1, 4)
+    out: dict[str, Any] = {"units": len(unit_keys), "fleiss_kappa": agreement.fleiss_kappa(counts)}
+    ann_ids = sorted({a for k in unit_keys for a in units[k]})
+    cohen = []
+    for a, b in combinations(ann_ids, 2):
+        common = [k for k in unit_keys if a in units[k] and b in units[k]]
+        if len(common) >= 2:
+            kappa = agreement.cohen_kappa([units[k][a] for k in common], [units[k][b] for k in common])
+            cohen.append({"a": names[a], "b": names[b], "units": len(common), "kappa": kappa})
+    out["cohen_kappa"] = cohen
+    if project.mode == "ranking":
+        col = {a: n for n, a in enumerate(ann_ids)}
+        cells: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
+        for j in rows:
+            if j.is_gold or j.judgement["kind"] != "ranking" or j.annotator_id not in col:
+                continue
+            for t, tier in enumerate(j.judgement["tiers"]):
+                for r in tier:
+                    cells[(j.item_id, r)][j.annotator_id] = t
+        data = np.full((len(ann_ids), len(cells)), np.nan)
+        for u, vals in enumerate(cells.values()):
+            for a, t in vals.items():
+                data[col[a], u] = t
+        out["krippendorff_alpha_ordinal"] = agreement.krippendorff_alpha(data, "ordinal") if cells else None
+    return out
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+def project_stats(s: Session, project: Project) -> dict[str, Any]:
+    rows = list(s.scalars(select(Judgement).where(Judgement.project_id == project.id)))
+    items = {i.id: i for i in s.scalars(select(Item).where(Item.project_id == project.id))}
+    names = dict(s.execute(select(Annotator.id, Annotator.name)).all())
+    skips = dict(s.execute(
+        select(Assignment.annotator_id, func.count(Assignment.id))
+        .where(Assignment.project_id == project.id, Assignment.status == "skipped")
+        .group_by(Assignment.annotator_id)
+    ).all())
+    open_leases = s.scalar(select(func.count(Assignment.id)).where(
+        Assignment.project_id == project.id, Assignment.status == "open")) or 0
+    per_item = Counter(j.item_id for j in rows if not j.is_gold)
+    regular = [i for i in items.values() if not i.is_gold]
+    units: dict[tuple[int, tuple[int, int]], dict[int, str]] = defaultdict(dict)
+    for j in rows:
+        if not j.is_gold:
+            for pair, lab in pair_labels(j.judgement).items():
+                units[(j.item_id, pair)][j.annotator_id] = lab
+    progress = {
+        "items": len(regular),
+        "gold_items": len(items) - len(regular),
+        "complete": sum(1 for i in regular if per_item[i.id] >= project.overlap),
+        "started": sum(1 for i in regular if 0 < per_item[i.id] < project.overlap),
+        "judgements": len(rows),
+        "needed": len(regular) * project.overlap,
+        "open_leases": open_leases,
+        "skips": sum(skips.values()),
+    }
+    return _nan_to_none({
+        "project": {"id": project.id, "name": project.name, "mode": project.mode, "overlap": project.overlap,
+                    "gold_rate": project.gold_rate, "daily_cap": project.daily_cap, "order_by": project.order_by},
+        "progress": progress,
+        "annotators": _annotator_rows(rows, items, names, units, skips),
+        "agreement": _agreement(rows, project, units, names),
+    })
+
+
+def reliability_weights(s: Session, project: Project) -> dict[str, float]:
+    return {r["annotator"]: r["reliability_weight"] for r in project_stats(s, project)["annotators"]}

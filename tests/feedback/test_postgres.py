@@ -1,0 +1,154 @@
+"""The same storage on a real PostgreSQL: a throwaway cluster started for this test module."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from rlhfkit.feedback import repo
+from rlhfkit.feedback.db import Database
+from rlhfkit.feedback.export import export_lines
+from rlhfkit.feedback.stats import project_stats
+from tests.feedback.conftest import Env, make_items
+
+PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in p.split("/")[4].split(".")])
+
+
+def _skip_reason() -> str | None:
+    if not PG_BINS:
+        return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); `make system-deps` installs them"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser to start postgres as the postgres user"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed (web extra)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    pgbin = PG_BINS[-1]
+    tmp = tempfile.mkdtemp(prefix="pgtest.", dir="/tmp")  # pytest's tmp_path is not reachable by postgres
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, log = f"{tmp}/data", f"{tmp}/server.log"
+    subprocess.run([*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                    "--no-locale", "--no-sync"], check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
+                    f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_pg, f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "feedback"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/feedback"
+    finally:
+        subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_full_flow_on_postgres(pg_url):
+    db = Database(pg_url)  # migrations applied on open
+    Database(pg_url).close()  # and re-opening is a no-op migration
+    env = Env(db)
+    for name in ("alice", "bob"):
+        env.add_annotator(name)
+    pid = env.project(items=make_items(3), gold_items=make_items(1, prefix="g", gold=True), overlap=2)
+    for who in ("alice", "bob"):
+        for n in range(3):
+            env.rank_submit(who, pid, f"{who}-{n}", [1, 0, 2])
+    # idempotent retry and the auth paths behave the same on PostgreSQL
+    assert env.next("alice", pid)["done"] is True  # all 3 regular items judged, gold rate 0
+    r = env.client.get("/api/judgements/alice-0", headers=env.hdr("alice"))
+    assert r.status_code == 200
+    retry = {"id": "alice-0", "judgement": r.json()["judgement"]}
+    again = env.client.post(f"/api/assignments/{r.json()['assignment_id']}/judgement", json=retry, headers=env.hdr("alice"))
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert env.client.get("/api/judgements/alice-0", headers=env.hdr("bob")).status_code == 404
+    with db.read() as s:
+        p = repo.get_project(s, pid)
+        st = project_stats(s, p)
+        lines, _ = export_lines(s, p, "trl-pairs")
+    assert st["progress"]["judgements"] >= 6
+    assert st["agreement"]["fleiss_kappa"] is not None
+    assert len(lines) >= 18
+    env.client.close()
+    db.close()
+
+
+def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
+    import threading
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import IntegrityError
+
+    from rlhfkit.feedback.models import Judgement
+
+    db = Database(pg_url)
+    with db.session() as s:
+        p = repo.create_project(s, "race", overlap=1)
+        repo.import_items(s, p, [(it, "t") for it in make_items(1, prefix="race")])
+        ann, _ = repo.add_annotator(s, "racer")
+        aid = repo.next_assignment(s, p, ann).id
+    results, barrier = [], threading.Barrier(8)
+
+    def retry():
+        barrier.wait()
+        for _ in range(3):  # as the API does: a lost insert race is retried
+            try:
+                with db.session() as s:
+                    _j, created = repo.submit(s, ann, aid, "same-id", {"kind": "ranking", "tiers": [[0], [1], [2]]})
+                results.append(created)
+                return
+            except IntegrityError:
+                continue
+        results.append("failed")
+
+    threads = [threading.Thread(target=retry) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results, key=str) == [False] * 7 + [True]
+    with db.read() as s:
+        assert s.scalar(select(func.count(Judgement.id)).where(Judgement.id == "same-id")) == 1
+    db.close()
+
+
+def test_hostile_inputs_give_4xx_on_postgres(pg_url):
+    db = Database(pg_url)
+    env = Env(db)
+    env.add_annotator("mallory")
+    pid = env.project(name="hostile", items=make_items(2, prefix="h"), overlap=1)
+    a = env.next("mallory", pid)["assignment"]
+    item = make_items(1, prefix="n")[0].model_dump(mode="json")
+    cases = [
+        ("POST", f"/api/assignments/{a['assignment_id']}/judgement", "mallory",
+         {"id": "n1", "judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}, "critique": "a\x00b"}),
+        ("POST", f"/api/assignments/{a['assignment_id']}/skip", "mallory", {"reason": "\x00"}),
+        ("POST", f"/api/assignments/{10**20}/skip", "mallory", {"reason": "x"}),
+        ("GET", f"/api/projects/{2**40}/next", "mallory", None),
+        ("GET", "/api/judgements/a%00b", "mallory", None),
+        ("DELETE", "/api/judgements/" + "x" * 65, "mallory", None),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "id": "i" * 300}]}),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "prompt": "p\x00"}]}),
+        ("POST", f"/api/admin/projects/{pid}/items", "admin", {"items": [{**item, "id": "a\x00"}]}),
+        ("POST", "/api/admin/annotators", "admin", {"name": "x\x00"}),
+        ("POST", "/api/admin/projects", "admin", {"name": "p" * 201}),
+    ]
+    for method, url, who, body in cases:
+        r = env.client.request(method, url, json=body, headers=env.hdr(who))
+        assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
+    env.client.close()
+    db.close()
