@@ -106,3 +106,11 @@ def test_every_module_imports():
                  "rlhfkit.trainers.dpo_eval", "rlhfkit.trainers.loop", "rlhfkit.trainers.packing",
                  "rlhfkit.trainers.logprobs", "rlhfkit.commands.dpo", "rlhfkit.commands.sft", "rlhfkit.commands.recipe"]:
         importlib.import_module(name)
+
+
+def test_registered_in_the_main_cli():
+    from rlhfkit.cli import app
+
+    for name in ("dpo", "sft"):
+        res = CliRunner().invoke(app, [name, "--help"])
+        assert res.exit_code == 0 and "Example: rlhfkit " + name in res.output

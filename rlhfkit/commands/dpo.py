@@ -11,7 +11,7 @@ import typer
 RUN_DEFAULTS = {"model": "smollm2-135m", "data": None, "out": "runs/dpo", "limit": 0, "eval_data": None,
                 "eval_limit": 0, "kl_prompts": 32, "kl_max_new_tokens": 64}
 
-app = typer.Typer(help="Offline preference optimisation: DPO, IPO, cDPO, robust DPO, SimPO, KTO.")
+app = typer.Typer()  # help: the docstring of dpo() below, with its example
 
 
 @app.callback(invoke_without_command=True)

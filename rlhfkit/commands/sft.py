@@ -9,7 +9,7 @@ import typer
 
 RUN_DEFAULTS = {"model": "smollm2-135m", "data": None, "out": "runs/sft", "limit": 0}
 
-app = typer.Typer(help="Supervised fine-tuning: loss on completion tokens only, short examples packed.")
+app = typer.Typer()  # help: the docstring of sft() below, with its example
 
 
 @app.callback(invoke_without_command=True)
