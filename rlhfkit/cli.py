@@ -1,0 +1,32 @@
+"""The `rlhfkit` command line: one command (group) per pipeline stage, each defined in
+rlhfkit/commands/. Heavy libraries are imported inside the commands, so `--help` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from rlhfkit.commands import data
+from rlhfkit.commands.common import setup_logging
+from rlhfkit.commands.generate import generate
+from rlhfkit.commands.quickstart import quickstart
+
+app = typer.Typer(
+    name="rlhfkit",
+    help="RLHF end to end: generate responses, collect human feedback, train reward models, "
+    "optimise policies, audit the result.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    setup_logging(verbose)
+
+
+app.add_typer(data.app, name="data")
+app.command(help=generate.__doc__)(generate)
+app.command(help=quickstart.__doc__)(quickstart)
+
+if __name__ == "__main__":
+    app()
