@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from rlhfkit.commands import data
+from rlhfkit.commands import data, reward
 from rlhfkit.commands.common import setup_logging
 from rlhfkit.commands.generate import generate
 from rlhfkit.commands.quickstart import quickstart
@@ -25,6 +25,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 app.add_typer(data.app, name="data")
+app.add_typer(reward.app, name="reward")
 app.command(help=generate.__doc__)(generate)
 app.command(help=quickstart.__doc__)(quickstart)
 
