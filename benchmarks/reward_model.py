@@ -6,7 +6,7 @@ batch size, max length, learning rate (constant, no warm-up), AdamW defaults, gr
 steps and dtype. Both trained models are scored by the same evaluation code on the same test
 pairs. Prints pairs/s of each, the ratio, and the test accuracy of each.
 
-    OMP_NUM_THREADS=2 flock /tmp/rlhfkit-heavy.lock python benchmarks/reward_model.py --dtype bf16
+    OMP_NUM_THREADS=2 flock /tmp/rlhfkit-heavy.lock python benchmarks/reward_model.py
 
 ``--variants`` also runs our trainer without packing (the 2-row layout) to measure packing.
 """
@@ -37,13 +37,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--train", default=f"{HH}/train.jsonl")
     p.add_argument("--test", default=f"{HH}/test.jsonl")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
-    p.add_argument("--eval-pairs", type=int, default=300)
-    p.add_argument("--variants", default="ours,trl", help="comma list of: ours, ours-plain, trl")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--eval-pairs", type=int, default=200)
+    p.add_argument("--variants", default="ours,ours-plain,trl", help="comma list of: ours, ours-plain, trl")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
