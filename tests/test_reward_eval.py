@@ -61,7 +61,7 @@ def test_recipe_loads_and_cli_overrides_it(tmp_path):
 
     recipe = ROOT / "recipes" / "reward-hh.yaml"
     cfg = build_config(RewardTrainConfig, recipe)
-    assert cfg.model == "smollm2-135m" and cfg.freeze_layers == 20
+    assert cfg.model == "smollm2-135m" and cfg.freeze_layers == 24
     assert build_config(RewardTrainConfig, recipe, lr=1e-3, batch_size=None).lr == 1e-3
     assert build_config(RewardTrainConfig, recipe, batch_size=None).batch_size == cfg.batch_size
     assert build_config(RewardTrainConfig).lr == RewardTrainConfig().lr
