@@ -102,3 +102,23 @@ def test_bf16_lora_and_freeze_options_run(tiny_dir, tmp_path):
     trainer = RewardModelTrainer(cfg, train_pairs=toy_pairs(8)).setup()
     frozen = [n for n, p in trainer.model.named_parameters() if not p.requires_grad]
     assert any("layers.0" in n for n in frozen) and not any("layers.1" in n for n in frozen)
+
+
+@pytest.mark.parametrize("fmt", ["rlhfkit", "trl-pairs", "hh"])
+def test_trainer_reads_any_supported_format(tiny_dir, tmp_path, fmt):
+    from rlhfkit.data import write_items
+    from rlhfkit.schema import Annotation, PreferenceItem, RankingJudgement, Response
+
+    items = [PreferenceItem(prompt=f"\n\nHuman: q{i}?\n\nAssistant:",
+                            responses=[Response(text=" yes"), Response(text=" no"), Response(text=" maybe")],
+                            annotations=[Annotation(judgement=RankingJudgement(tiers=[[0], [2], [1]]))])
+             for i in range(4)]
+    if fmt != "rlhfkit":  # pair formats carry one (chosen, rejected) per record
+        items = [PreferenceItem(prompt=it.prompt, responses=it.responses[:2],
+                                annotations=[Annotation(judgement=RankingJudgement(tiers=[[0], [1]]))])
+                 for it in items]
+    path = tmp_path / f"data.{fmt}.jsonl"
+    write_items(path, items, fmt=fmt)
+    trainer = RewardModelTrainer(_cfg(tiny_dir, tmp_path / "rm", data=str(path), max_steps=1)).setup()
+    assert len(trainer.train_tok) == (12 if fmt == "rlhfkit" else 4)  # a K=3 ranking gives 3 pairs
+    assert trainer.train()[0]["loss"] > 0
