@@ -1,0 +1,115 @@
+"""Our reward-model trainer vs TRL's RewardTrainer, side by side in one process.
+
+Same backbone (SmolLM2-135M), same HH train pairs (identical token ids: both get the pairs
+tokenised and truncated by rlhfkit, TRL as pre-tokenised `chosen_ids`/`rejected_ids`), same
+batch size, max length, learning rate (constant, no warm-up), AdamW defaults, grad clip 1.0,
+steps and dtype. Both trained models are scored by the same evaluation code on the same test
+pairs. Prints pairs/s of each, the ratio, and the test accuracy of each.
+
+    OMP_NUM_THREADS=2 flock /tmp/rlhfkit-heavy.lock python benchmarks/reward_model.py
+
+``--variants`` also runs our trainer without packing (the 2-row layout) to measure packing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from rlhfkit.data import load_pairs  # noqa: E402
+from rlhfkit.eval.reward_eval import evaluate_model  # noqa: E402
+from rlhfkit.models.reward_model import RewardModel  # noqa: E402
+from rlhfkit.trainers.batching import tokenize_pairs  # noqa: E402
+from rlhfkit.trainers.reward_model import RewardModelTrainer, RewardTrainConfig  # noqa: E402
+
+HH = "/work/shared/data/hh-harmless"
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--train", default=f"{HH}/train.jsonl")
+    p.add_argument("--test", default=f"{HH}/test.jsonl")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--eval-pairs", type=int, default=200)
+    p.add_argument("--variants", default="ours,ours-plain,trl", help="comma list of: ours, ours-plain, trl")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def run_ours(args, train_pairs, tmp: str, packing: bool) -> tuple[float, RewardModel]:
+    cfg = RewardTrainConfig(model=args.model, out=f"{tmp}/ours-{packing}", max_length=args.max_length,
+                            batch_size=args.batch_size, lr=args.lr, max_steps=args.steps, warmup_ratio=0.0,
+                            scheduler="constant", dtype=args.dtype, packing=packing, seed=args.seed,
+                            progress=False, log_every=10**9)
+    trainer = RewardModelTrainer(cfg, train_pairs=train_pairs).setup()
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start, trainer.model
+
+
+def run_trl(args, tokenized, tmp: str) -> tuple[float, RewardModel]:
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    model = RewardModel.from_backbone(args.model, n_heads=1, seed=args.seed)
+    rows = [{"chosen_ids": t.prompt_ids + t.chosen_ids, "rejected_ids": t.prompt_ids + t.rejected_ids}
+            for t in tokenized]
+    targs = RewardConfig(output_dir=f"{tmp}/trl", per_device_train_batch_size=args.batch_size,
+                         learning_rate=args.lr, max_steps=args.steps, lr_scheduler_type="constant",
+                         warmup_steps=0, max_length=args.max_length, bf16=args.dtype == "bf16",
+                         logging_steps=10**9, save_strategy="no", report_to=[], seed=args.seed,
+                         use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+    trainer = RewardTrainer(model=model.net, args=targs, train_dataset=Dataset.from_list(rows),
+                            processing_class=model.tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start, model
+
+
+def main() -> None:
+    args = parse()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    pairs = load_pairs(args.train)[: args.steps * args.batch_size]
+    test_pairs = load_pairs(args.test)[: args.eval_pairs]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.variants.split(","):
+            if name == "trl":
+                tok = RewardModel.from_backbone(args.model).tokenizer
+                seconds, model = run_trl(args, tokenize_pairs(pairs, tok, args.max_length), tmp)
+            else:
+                seconds, model = run_ours(args, pairs, tmp, packing=name == "ours")
+            test_tok = tokenize_pairs(test_pairs, model.tokenizer, args.max_length)
+            summary = evaluate_model(model, test_tok, batch_size=16, packed=True, dtype=args.dtype)
+            results[name] = {"seconds": round(seconds, 1), "pairs_per_s": round(len(pairs) / seconds, 3),
+                             "test_accuracy": round(summary["accuracy"], 4),
+                             "test_accuracy_ci95": [round(x, 4) for x in summary["accuracy_ci95"]]}
+            print(name, json.dumps(results[name]), flush=True)
+            del model
+    print(f"setting: {args.model}, {len(pairs)} HH train pairs, {args.steps} steps x batch {args.batch_size}, "
+          f"max_length {args.max_length}, lr {args.lr}, dtype {args.dtype}, {len(test_pairs)} test pairs, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"{'trainer':<12}{'seconds':>9}{'pairs/s':>9}{'test acc':>10}  95% CI")
+    for name, r in results.items():
+        lo, hi = r["test_accuracy_ci95"]
+        print(f"{name:<12}{r['seconds']:>9}{r['pairs_per_s']:>9}{r['test_accuracy']:>10}  [{lo}, {hi}]")
+    if "trl" in results:
+        for name in results:
+            if name != "trl":
+                print(f"speed ratio {name} / trl: {results[name]['pairs_per_s'] / results['trl']['pairs_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

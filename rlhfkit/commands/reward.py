@@ -1,0 +1,124 @@
+"""`rlhfkit reward ...`: train and evaluate reward models on preference pairs.
+
+Registered in cli.py with ``app.add_typer(reward.app, name="reward")``. torch and
+transformers are imported inside the commands, so ``rlhfkit --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Train and evaluate reward models on human preference pairs.", no_args_is_help=True)
+console = Console(stderr=True, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input (data file, model source, recipe) -> one clear line and exit code 2."""
+    from rlhfkit.data.errors import DataError
+    from rlhfkit.models.sources import ModelSourceError
+    from rlhfkit.trainers.config import ConfigError
+
+    try:
+        yield
+    except (DataError, ModelSourceError, ConfigError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from rlhfkit.data import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, "--data", help="training pairs (our JSONL, TRL formats or Anthropic HH)"),
+    eval_data: Optional[str] = typer.Option(None, "--eval", help="held-out pairs, evaluated periodically and at the end"),
+    model: Optional[str] = typer.Option(None, "--model", help="backbone: smollm2-135m, an HF folder or a .gguf"),
+    out: Optional[str] = typer.Option(None, "--out", help="output folder (loads with AutoModelForSequenceClassification)"),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="YAML of config fields; CLI flags override it"),
+    max_length: Optional[int] = typer.Option(None, help="max tokens of prompt + response (prompt cut from the left)"),
+    batch_size: Optional[int] = typer.Option(None, help="pairs per micro-batch"),
+    grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimiser step"),
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    epochs: Optional[float] = typer.Option(None, help="passes over the data"),
+    max_steps: Optional[int] = typer.Option(None, help="optimiser steps (overrides --epochs when > 0)"),
+    dtype: Optional[str] = typer.Option(None, help="fp32 or bf16 (autocast)"),
+    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="one row per pair, prompt computed once"),
+    n_heads: Optional[int] = typer.Option(None, help="ensemble heads on one backbone"),
+    lora_r: Optional[int] = typer.Option(None, help="LoRA rank (0 = full fine-tuning); merged on save"),
+    freeze_layers: Optional[int] = typer.Option(None, help="freeze embeddings + first N layers"),
+    label_smoothing: Optional[float] = typer.Option(None, help="Bradley-Terry label smoothing"),
+    eval_every: Optional[int] = typer.Option(None, help="evaluate every N steps"),
+    save_every: Optional[int] = typer.Option(None, help="checkpoint every N steps"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="continue from OUT/checkpoint"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Train a Bradley-Terry reward model; precedence: defaults < --recipe YAML < flags.
+
+    Example: rlhfkit reward train --data hh/train.jsonl --eval hh/test.jsonl --model smollm2-135m --out runs/rm
+    """
+    flags = {k: v for k, v in locals().items() if k != "recipe"}  # first line: only the options
+    from rlhfkit.trainers.config import build_config
+    from rlhfkit.trainers.reward_model import RewardTrainConfig, train_reward_model
+
+    with _user_errors():
+        cfg = build_config(RewardTrainConfig, recipe, **flags)
+        if not cfg.data:
+            raise typer.BadParameter("give --data (or `data:` in the recipe)")
+        out_dir, summary = train_reward_model(cfg)
+    console.print(f"saved reward model to {out_dir}")
+    if summary:
+        _write_json(out_dir / "eval.json", summary)
+        lo, hi = summary["accuracy_ci95"]
+        console.print(f"eval accuracy {summary['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}), ECE {summary['ece']:.3f}")
+
+
+@app.command("eval")
+def evaluate(
+    model: str = typer.Option(..., "--model", help="a reward model folder (from `reward train` or any HF seq-cls)"),
+    data: str = typer.Option(..., "--data", help="held-out pairs, any supported format"),
+    out: Optional[Path] = typer.Option(None, "--out", help="JSON summary path (default MODEL/eval-<data>.json)"),
+    max_length: Optional[int] = typer.Option(None, help="max tokens (default: the one the model was trained with)"),
+    batch_size: int = typer.Option(16, help="pairs per batch"),
+    dtype: str = typer.Option("fp32", help="fp32 or bf16 (autocast)"),
+    n_boot: int = typer.Option(2000, help="bootstrap resamples for the 95% CI"),
+) -> None:
+    """Accuracy (bootstrap 95% CI, ties wrong), ECE of sigmoid(margin), length-bias split; JSON out.
+
+    Example: rlhfkit reward eval --model runs/rm --data hh/test.jsonl
+    """
+    from rlhfkit.data import load_pairs
+    from rlhfkit.eval.reward_eval import evaluate_model
+    from rlhfkit.models.reward_model import RewardModel
+    from rlhfkit.trainers.batching import tokenize_pairs
+
+    with _user_errors():
+        if not Path(model).is_dir():
+            raise FileNotFoundError(f"{model}: no such model folder")
+        rm = RewardModel.load(model)
+        pairs = load_pairs(data)
+        length = max_length or int(rm.meta.get("max_length", 512))
+        summary = evaluate_model(rm, tokenize_pairs(pairs, rm.tokenizer, length), batch_size,
+                                 packed=True, dtype=dtype, n_boot=n_boot)
+    summary.update(model=str(model), data=str(data), max_length=length)
+    path = out or Path(model) / f"eval-{Path(data).stem}.json"
+    _write_json(path, summary)
+    lo, hi = summary["accuracy_ci95"]
+    lb = summary["length_bias"]
+    console.print(
+        f"accuracy {summary['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {summary['n_pairs']} pairs; "
+        f"ECE {summary['ece']:.3f}; chosen longer: {lb['chosen_longer']['accuracy']}, "
+        f"not longer: {lb['chosen_not_longer']['accuracy']}; written to {path}", highlight=False)
+    typer.echo(json.dumps(summary))
