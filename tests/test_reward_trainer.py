@@ -56,7 +56,7 @@ def test_grad_accumulation_1x8_equals_8x1(tiny_dir, tmp_path, packing):
     g8, m8 = _grads_of_first_step(tiny_dir, tmp_path / "b", batch_size=1, grad_accum=8, packing=packing)
     assert g1.keys() == g8.keys() and len(g1) > 5
     for name in g1:
-        torch.testing.assert_close(g8[name], g1[name], atol=1e-5, rtol=1e-5, msg=name)
+        torch.testing.assert_close(g8[name], g1[name], atol=1e-5, rtol=0.00001, msg=name)
     assert m8["loss"] == pytest.approx(m1["loss"], abs=1e-6)
     assert max(g.abs().max().item() for g in g1.values()) > 1e-3  # gradients are not all ~0
 
