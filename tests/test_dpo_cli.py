@@ -75,6 +75,13 @@ def test_bad_recipe_key_and_bad_loss_are_clear_errors(tmp_path):
 def test_every_recipe_loads(path):
     from rlhfkit.trainers.sft import SFTConfig
 
+    if path.name.startswith("reward"):
+        # Reward recipes belong to `rlhfkit reward train` and its config.
+        from rlhfkit.trainers.config import build_config
+        from rlhfkit.trainers.reward_model import RewardTrainConfig
+
+        assert build_config(RewardTrainConfig, path).model
+        return
     recipe = read_recipe(path)
     cls, defaults = (SFTConfig, sft_cmd.RUN_DEFAULTS) if path.name.startswith("sft") else (DPOConfig, dpo_cmd.RUN_DEFAULTS)
     cfg, run = merge(cls, defaults, recipe, {}, path)

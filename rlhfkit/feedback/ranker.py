@@ -59,7 +59,10 @@ def load_ranker(spec: str) -> Ranker:
                 f"{spec} has no ranker.py and this install has no reward-model ensemble "
                 "(rlhfkit.rewards.ensemble); pass module:function instead"
             ) from None
-        return ensemble.load_disagreement_ranker(path)
+        try:
+            return ensemble.load_disagreement_ranker(path)
+        except ValueError as err:
+            raise RankerError(f"{spec} has no ranker.py, and {err}") from None
     if ":" not in spec:
         raise RankerError(f"--ranker {spec!r}: expected a directory, module:function or file.py:function")
     target, attr = spec.rsplit(":", 1)
