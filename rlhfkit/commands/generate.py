@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -104,10 +103,3 @@ def distinct_2(items) -> float:
             scores.append(len(set(grams)) / len(grams))
     return sum(scores) / len(scores) if scores else 0.0
 
-
-def dump_jsonl(items, path: Path) -> None:
-    from rlhfkit.data import atomic_write
-
-    with atomic_write(path) as fh:
-        for item in items:
-            fh.write(json.dumps(item.model_dump(mode="json", exclude_none=True), ensure_ascii=False) + "\n")

@@ -26,7 +26,8 @@ def quickstart(
     """
     import time
 
-    from rlhfkit.commands.generate import dump_jsonl, summarise
+    from rlhfkit.commands.generate import summarise
+    from rlhfkit.data import write_items
     from rlhfkit.models import load_causal_lm
     from rlhfkit.rollout.generate import GenerationStats, SamplingConfig, generate_items
     from rlhfkit.rollout.prompts import read_prompts
@@ -47,6 +48,6 @@ def quickstart(
         task = bar.add_task("generating", total=len(records))
         items = generate_items(policy, tokenizer, records, cfg, model_name=model, stats=stats,
                                on_batch=lambda k: bar.advance(task, k))
-    dump_jsonl(items, out)
+    write_items(out, items)
     summarise(items, stats)
     console.print(f"samples written to {out} (our schema; next: `rlhfkit data stats` / the annotation app)")
