@@ -64,7 +64,7 @@ def run_ours(model, tok, pairs, args, dtype: str, steps: int, shared_prompt: boo
     hist = trainer.train()
     body, head = param_counts(model)
     flops = []
-    from rlhfkit.trainers.packing import length_grouped_batches
+    from rlhfkit.trainers.ordering import length_grouped_batches
 
     order = length_grouped_batches([e.packed_len for e in trainer.examples], args.batch, args.seed, 0)
     for idx in order[:steps]:

@@ -9,7 +9,7 @@ import torch
 from rlhfkit.models import tiny_causal_lm
 from rlhfkit.schema import PreferencePair
 from rlhfkit.trainers.dpo import DPOConfig, DPOTrainer
-from rlhfkit.trainers.packing import length_grouped_batches
+from rlhfkit.trainers.ordering import length_grouped_batches
 
 trl = pytest.importorskip("trl")
 torch.set_num_threads(1)

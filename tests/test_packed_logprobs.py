@@ -73,7 +73,7 @@ def test_segment_mask_and_positions():
 
 
 def test_length_grouped_batches_cover_everything_and_cut_padding():
-    from rlhfkit.trainers.packing import length_grouped_batches
+    from rlhfkit.trainers.ordering import length_grouped_batches
 
     g = torch.Generator().manual_seed(0)
     lengths = (torch.rand(200, generator=g) ** 3 * 400 + 20).long().tolist()  # skewed, like dialogue data
@@ -89,3 +89,16 @@ def test_length_grouped_batches_cover_everything_and_cut_padding():
     random_batches = [perm[i : i + 4] for i in range(0, 200, 4)]
     assert padded(batches) < 0.8 * padded(random_batches)
     assert padded(batches) < 1.15 * sum(lengths)  # 10% padding here; random batches pad 110%
+
+
+def test_the_one_short_batch_comes_last():
+    # A short batch in the middle would be an over-weighted step at a random time, and a peer
+    # trainer fed our order in fixed-size batches would see different batches from there on.
+    from rlhfkit.trainers.ordering import length_grouped_batches
+
+    for n in (53, 101, 7):
+        for epoch in range(3):
+            batches = length_grouped_batches(list(range(n)), 4, seed=0, epoch=epoch, window=4)
+            assert [len(b) for b in batches[:-1]] == [4] * (len(batches) - 1)
+            assert len(batches[-1]) == (n % 4 or 4)
+            assert sorted(i for b in batches for i in b) == list(range(n))

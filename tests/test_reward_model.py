@@ -11,7 +11,6 @@ from rlhfkit.schema import PreferencePair
 from rlhfkit.trainers.batching import (
     collate_packed,
     collate_plain,
-    length_bucketed_batches,
     tokenize_pairs,
     truncate_pair,
 )
@@ -134,8 +133,10 @@ def test_truncation_keeps_prompt_end_and_response_start():
 
 def test_length_buckets_deterministic_and_complete():
     lengths = [5, 50, 7, 49, 6, 51, 8, 48, 3, 60, 4, 47]
-    a = length_bucketed_batches(lengths, 2, seed=3, bucket_batches=6)
-    assert a == length_bucketed_batches(lengths, 2, seed=3, bucket_batches=6)
+    from rlhfkit.trainers.ordering import length_grouped_batches
+
+    a = length_grouped_batches(lengths, 2, seed=3, epoch=0, window=6)
+    assert a == length_grouped_batches(lengths, 2, seed=3, epoch=0, window=6)
     assert sorted(i for b in a for i in b) == list(range(12))
     for b in a:  # sorted within the chunk, so neighbours in a batch are close in length
         assert abs(lengths[b[0]] - lengths[b[-1]]) <= 12

@@ -20,7 +20,6 @@ Two collated layouts, both right-padded:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
@@ -128,25 +127,3 @@ def collate_packed(batch: list[TokenizedPair], pad_id: int) -> dict[str, torch.T
         "rejected_index": torch.tensor(rejected_index),  # (B,)
         "weights": torch.tensor([p.weight for p in batch]),
     }
-
-
-def length_bucketed_batches(lengths: list[int], batch_size: int, seed: int, shuffle: bool = True,
-                            bucket_batches: int = 16) -> list[list[int]]:
-    """Index batches with little padding, in an order fixed by ``seed`` (so runs can resume).
-
-    Shuffle, cut into chunks of ``bucket_batches * batch_size``, sort each chunk by length,
-    cut it into batches, then shuffle the batch order. Batches keep some randomness while
-    pairs of similar length share a batch.
-    """
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    if shuffle:
-        rng.shuffle(order)
-    chunk = batch_size * max(1, bucket_batches)
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    if shuffle:
-        rng.shuffle(batches)
-    return batches

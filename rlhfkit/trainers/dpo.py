@@ -33,7 +33,8 @@ from rlhfkit.losses.dpo import cdpo_loss, dpo_loss, ipo_loss, robust_dpo_loss, s
 from rlhfkit.losses.kto import kto_loss
 from rlhfkit.trainers import loop
 from rlhfkit.trainers.logprobs import completion_logps
-from rlhfkit.trainers.packing import TokenizedPair, collate_pairs, length_grouped_batches, tokenize_pairs
+from rlhfkit.trainers.ordering import length_grouped_batches
+from rlhfkit.trainers.packing import TokenizedPair, collate_pairs, tokenize_pairs
 
 LOSSES = ("dpo", "ipo", "cdpo", "robust", "simpo", "kto")
 

@@ -179,22 +179,3 @@ def collate_pairs(pairs: list[TokenizedPair], pad_id: int, shared_prompt: bool =
         rows += [[Segment(p.prompt_ids), Segment(p.rejected_ids, 0, b + i)] for i, p in enumerate(pairs)]
     return collate_rows(rows, pad_id, 2 * b)
 
-
-# --------------------------------------------------------------------------- batch order
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
-                           window: int = 16) -> list[list[int]]:
-    """Batches of indices with similar lengths, in a random order that depends only on (seed, epoch).
-
-    The data are shuffled, cut into windows of ``window`` batches, each window sorted by length
-    and cut into batches, and the batches shuffled: padding stays small while batch contents
-    still vary from epoch to epoch. Deterministic, so a resumed run sees the same batches.
-    """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(len(lengths), generator=g).tolist()
-    span = batch_size * window
-    batches = []
-    for start in range(0, len(order), span):
-        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    perm = torch.randperm(len(batches), generator=g).tolist()
-    return [batches[i] for i in perm]

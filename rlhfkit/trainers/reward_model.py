@@ -143,14 +143,14 @@ class RewardModelTrainer:
 
     # -- data order -----------------------------------------------------------------------------
     def batch_for_step(self, step: int) -> list[int]:
-        from rlhfkit.trainers.batching import length_bucketed_batches
+        from rlhfkit.trainers.ordering import length_grouped_batches
 
         cfg = self.cfg
         epoch, index = divmod(step, self.batches_per_epoch)
         if getattr(self, "_epoch_cache", (None,))[0] != epoch:
             lengths = [t.packed_len for t in self.train_tok]
-            self._epoch_cache = (epoch, length_bucketed_batches(
-                lengths, cfg.batch_size * cfg.grad_accum, seed=cfg.seed * 100_003 + epoch))
+            self._epoch_cache = (epoch, length_grouped_batches(
+                lengths, cfg.batch_size * cfg.grad_accum, cfg.seed, epoch))
         return self._epoch_cache[1][index]
 
     # -- one step -------------------------------------------------------------------------------
