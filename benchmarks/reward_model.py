@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from rlhfkit.data import load_pairs  # noqa: E402
-from rlhfkit.eval.reward_eval import evaluate_model  # noqa: E402
+from rlhfkit.eval.reward_eval import score_pairs, summarize  # noqa: E402
 from rlhfkit.models.reward_model import RewardModel  # noqa: E402
 from rlhfkit.trainers.batching import tokenize_pairs  # noqa: E402
 from rlhfkit.trainers.reward_model import RewardModelTrainer, RewardTrainConfig  # noqa: E402
@@ -41,8 +41,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--scheduler", choices=["constant", "cosine"], default="constant",
+                   help="no warm-up either way, so both trainers follow the same schedule exactly")
+    p.add_argument("--freeze-layers", type=int, default=0,
+                   help="freeze the embeddings and the first N decoder layers, in both trainers")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--eval-pairs", type=int, default=200)
+    p.add_argument("--eval-pairs", type=int, default=300, help="test pairs scored (300 = all of HH test)")
     p.add_argument("--variants", default="ours,ours-plain,trl", help="comma list of: ours, ours-plain, trl")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -51,7 +55,7 @@ def parse() -> argparse.Namespace:
 def run_ours(args, train_pairs, tmp: str, packing: bool) -> tuple[float, RewardModel]:
     cfg = RewardTrainConfig(model=args.model, out=f"{tmp}/ours-{packing}", max_length=args.max_length,
                             batch_size=args.batch_size, lr=args.lr, max_steps=args.steps, warmup_ratio=0.0,
-                            scheduler="constant", dtype=args.dtype, packing=packing, seed=args.seed,
+                            scheduler=args.scheduler, freeze_layers=args.freeze_layers, dtype=args.dtype, packing=packing, seed=args.seed,
                             progress=False, log_every=10**9)
     trainer = RewardModelTrainer(cfg, train_pairs=train_pairs).setup()
     start = time.perf_counter()
@@ -64,10 +68,14 @@ def run_trl(args, tokenized, tmp: str) -> tuple[float, RewardModel]:
     from trl import RewardConfig, RewardTrainer
 
     model = RewardModel.from_backbone(args.model, n_heads=1, seed=args.seed)
+    if args.freeze_layers:  # the same parameters our trainer freezes; Trainer optimises requires_grad only
+        model.backbone.embed_tokens.requires_grad_(False)
+        for layer in model.backbone.layers[: args.freeze_layers]:
+            layer.requires_grad_(False)
     rows = [{"chosen_ids": t.prompt_ids + t.chosen_ids, "rejected_ids": t.prompt_ids + t.rejected_ids}
             for t in tokenized]
     targs = RewardConfig(output_dir=f"{tmp}/trl", per_device_train_batch_size=args.batch_size,
-                         learning_rate=args.lr, max_steps=args.steps, lr_scheduler_type="constant",
+                         learning_rate=args.lr, max_steps=args.steps, lr_scheduler_type=args.scheduler,
                          warmup_steps=0, max_length=args.max_length, bf16=args.dtype == "bf16",
                          logging_steps=10**9, save_strategy="no", report_to=[], seed=args.seed,
                          use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
@@ -78,12 +86,21 @@ def run_trl(args, tokenized, tmp: str) -> tuple[float, RewardModel]:
     return time.perf_counter() - start, model
 
 
+def paired_difference(a: list[bool], b: list[bool], seed: int, n_boot: int = 4000) -> tuple[float, float, float]:
+    """Accuracy of a minus accuracy of b on the same pairs, with a paired bootstrap 95% CI: the two
+    models' errors are correlated, so this is far tighter than comparing two separate CIs."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.tensor([float(x) - float(y) for x, y in zip(a, b)])
+    boots = d[torch.randint(len(d), (n_boot, len(d)), generator=g)].mean(dim=1)
+    return d.mean().item(), boots.quantile(0.025).item(), boots.quantile(0.975).item()
+
+
 def main() -> None:
     args = parse()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     pairs = load_pairs(args.train)[: args.steps * args.batch_size]
     test_pairs = load_pairs(args.test)[: args.eval_pairs]
-    results = {}
+    results, correct = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants.split(","):
             if name == "trl":
@@ -92,7 +109,11 @@ def main() -> None:
             else:
                 seconds, model = run_ours(args, pairs, tmp, packing=name == "ours")
             test_tok = tokenize_pairs(test_pairs, model.tokenizer, args.max_length)
-            summary = evaluate_model(model, test_tok, batch_size=16, packed=True, dtype=args.dtype)
+            chosen, rejected = score_pairs(model, test_tok, batch_size=16, packed=True, dtype=args.dtype)
+            margins = (chosen.mean(1) - rejected.mean(1)).tolist()
+            summary = summarize(margins, [t.chosen_chars for t in test_tok], [t.rejected_chars for t in test_tok])
+            summary["_correct"] = [m > 0 for m in margins]
+            correct[name] = summary.pop("_correct")
             results[name] = {"seconds": round(seconds, 1), "pairs_per_s": round(len(pairs) / seconds, 3),
                              "test_accuracy": round(summary["accuracy"], 4),
                              "test_accuracy_ci95": [round(x, 4) for x in summary["accuracy_ci95"]]}
@@ -109,6 +130,11 @@ def main() -> None:
         for name in results:
             if name != "trl":
                 print(f"speed ratio {name} / trl: {results[name]['pairs_per_s'] / results['trl']['pairs_per_s']:.2f}x")
+                diff, lo, hi = paired_difference(correct[name], correct["trl"], seed=args.seed)
+                print(f"accuracy {name} - trl on the same test pairs: {diff:+.4f} (paired bootstrap 95% CI "
+                      f"[{lo:+.4f}, {hi:+.4f}]; both right {sum(a and b for a, b in zip(correct[name], correct['trl']))}, "
+                      f"only {name} {sum(a and not b for a, b in zip(correct[name], correct['trl']))}, "
+                      f"only trl {sum(b and not a for a, b in zip(correct[name], correct['trl']))})")
 
 
 if __name__ == "__main__":
