@@ -94,7 +94,10 @@ def run_trl(model, ref_model, tok, pairs, order_pairs, args, dtype: str, steps: 
                     beta=args.beta, learning_rate=args.lr, lr_scheduler_type="constant", max_grad_norm=1.0,
                     max_steps=steps, logging_steps=1, report_to=[], save_strategy="no", use_cpu=True,
                     bf16=dtype == "bf16", seed=args.seed, train_sampling_strategy="sequential",
-                    dataloader_num_workers=0, warmup_steps=0, weight_decay=0.0, disable_tqdm=True)
+                    dataloader_num_workers=0, warmup_steps=0, weight_decay=0.0, disable_tqdm=True,
+                    # TRL 1.x turns activation checkpointing on by default (memory for speed);
+                    # ours does not checkpoint, so neither does the peer here
+                    gradient_checkpointing=False)
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=cfg, train_dataset=data, processing_class=tok,
                          callbacks=[Timer()])
     orig = trainer._compute_loss

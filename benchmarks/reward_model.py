@@ -78,7 +78,10 @@ def run_trl(args, tokenized, tmp: str) -> tuple[float, RewardModel]:
                          learning_rate=args.lr, max_steps=args.steps, lr_scheduler_type=args.scheduler,
                          warmup_steps=0, max_length=args.max_length, bf16=args.dtype == "bf16",
                          logging_steps=10**9, save_strategy="no", report_to=[], seed=args.seed,
-                         use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+                         use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+                         # TRL 1.x turns activation checkpointing on by default (memory for speed);
+                         # ours does not checkpoint, so neither does the peer here
+                         gradient_checkpointing=False)
     trainer = RewardTrainer(model=model.net, args=targs, train_dataset=Dataset.from_list(rows),
                             processing_class=model.tokenizer)
     start = time.perf_counter()
