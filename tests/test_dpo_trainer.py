@@ -103,3 +103,32 @@ def test_lora_reference_is_base_and_output_loads(tmp_path):
     reloaded = AutoModelForCausalLM.from_pretrained(folder)
     again = DPOTrainer(reloaded, tok, DPOConfig(), show_progress=False)
     torch.testing.assert_close(again.sequence_logps(t.examples), trained, atol=1e-4, rtol=0)
+
+
+def test_pair_weight_two_equals_the_pair_twice():
+    # A pair of weight 2 in a weighted mean is the same objective as that pair listed twice.
+    pairs = toy_pairs(6)
+    weighted = [p.model_copy(update={"weight": 2.0}) if i == 0 else p for i, p in enumerate(pairs)]
+    duplicated = [pairs[0], *pairs]
+    runs = []
+    for data, bs in ((weighted, 6), (duplicated, 7)):
+        model, tok = tiny_causal_lm(seed=0)
+        cfg = DPOConfig(lr=1e-3, batch_size=bs, max_steps=1, lr_schedule="constant", max_grad_norm=0)
+        t = DPOTrainer(model, tok, cfg, show_progress=False).setup(data)
+        t.train()
+        runs.append(flat_params(t.model))
+    torch.testing.assert_close(runs[0], runs[1], atol=1e-6, rtol=0)
+
+
+def test_weighted_grad_accumulation_and_zero_weight_pairs():
+    pairs = [p.model_copy(update={"weight": w}) for p, w in zip(toy_pairs(9), [0.5, 2, 1, 3, 0.25, 1, 1, 4, 0])]
+    runs = []
+    for bs, acc in ((8, 1), (1, 8), (2, 4)):
+        model, tok = tiny_causal_lm(seed=0)
+        cfg = DPOConfig(lr=1e-3, batch_size=bs, grad_accum=acc, max_steps=1, lr_schedule="constant", max_grad_norm=0)
+        t = DPOTrainer(model, tok, cfg, show_progress=False).setup(pairs)
+        assert len(t.examples) == 8  # the weight-0 pair is dropped
+        t.train()
+        runs.append(flat_params(t.model))
+    torch.testing.assert_close(runs[0], runs[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(runs[0], runs[2], atol=1e-5, rtol=0)

@@ -233,3 +233,29 @@ def test_kto_parity_with_trl(beta, wd, wu, seed):
     torch.testing.assert_close(_grads(ours, ours_in[:1])[0], _grads(theirs, trl_in[:1])[0], atol=1e-6, rtol=0)
     assert m["kl"].item() == pytest.approx(trl_m["kl"][-1], abs=1e-12)
     assert m["rewards/margins"].item() == pytest.approx(trl_m["rewards/margins"][-1], abs=1e-9)
+
+
+# ---------------------------------------------------------------- per-pair weights
+@pytest.mark.parametrize("fn", [dpo_loss, cdpo_loss, robust_dpo_loss, ipo_loss])
+def test_pair_weights_give_the_weighted_mean(fn):
+    # pair 1: h = 0 (loss log 2 for DPO); pair 2: h = 10. Weights (1, 3) -> (l1 + 3 l2) / 4.
+    args = (_t(0.0, -5.0), _t(0.0, -20.0), _t(0.0, -10.0), _t(0.0, -15.0))
+    if fn is ipo_loss:
+        args += (_t(1.0, 1.0), _t(1.0, 1.0))  # lengths
+    per_pair = [fn(*(a[i : i + 1] for a in args), beta=0.1)[0].item() for i in range(2)]
+    weighted, _ = fn(*args, beta=0.1, weights=_t(1.0, 3.0))
+    assert weighted.item() == pytest.approx((per_pair[0] + 3 * per_pair[1]) / 4, abs=1e-12)
+    assert fn(*args, beta=0.1, weights=_t(1.0, 1.0))[0].item() == pytest.approx(fn(*args, beta=0.1)[0].item(), abs=1e-15)
+    if fn is dpo_loss:
+        assert per_pair[0] == pytest.approx(math.log(2)) and per_pair[1] == pytest.approx(math.log1p(math.exp(-1)))
+
+
+def test_simpo_pair_weights_and_bad_weights():
+    args = (_t(-2.0, -4.0), _t(-6.0, -1.0), _t(2.0, 2.0), _t(2.0, 2.0))
+    per_pair = [simpo_loss(*(a[i : i + 1] for a in args), beta=2.0, gamma=0.5)[0].item() for i in range(2)]
+    weighted, _ = simpo_loss(*args, beta=2.0, gamma=0.5, weights=_t(0.0, 2.0))
+    assert weighted.item() == pytest.approx(per_pair[1], abs=1e-12)
+    with pytest.raises(ValueError, match=">= 0"):
+        dpo_loss(*args, weights=_t(-1.0, 1.0))
+    with pytest.raises(ValueError, match="sum to zero"):
+        dpo_loss(*args, weights=_t(0.0, 0.0))

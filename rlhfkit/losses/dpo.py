@@ -2,7 +2,8 @@
 
 Every function takes per-sequence log-probabilities (summed over the completion tokens, shape
 ``(B,)``) and returns ``(loss, metrics)``: ``loss`` is the mean over the batch (a scalar that
-carries gradients) and ``metrics`` is a dict of detached scalars:
+carries gradients; given ``weights``, one per pair, the weighted mean ``sum(w l) / sum(w)``) and
+``metrics`` is a dict of detached, unweighted scalars:
 
 - ``rewards/chosen``, ``rewards/rejected``: mean implicit reward ``beta * (log pi - log pi_ref)``
   (SimPO: ``beta * mean-token log pi``, it has no reference);
@@ -12,13 +13,15 @@ carries gradients) and ``metrics`` is a dict of detached scalars:
 Notation used in the docstrings: ``h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))``
 is the policy-vs-reference log-ratio margin, ``sigma`` the logistic function.
 
-This module imports only torch and the standard library, so tests import it directly.
+This module imports only torch (and our weighting helper), so tests import it directly.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from rlhfkit.losses.weighting import weighted_mean
 
 Metrics = dict[str, torch.Tensor]
 
@@ -45,6 +48,7 @@ def dpo_loss(
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """DPO, sigmoid form (Rafailov et al. 2023, "Direct Preference Optimization", Eq. 7).
 
@@ -58,7 +62,7 @@ def dpo_loss(
     )
     margin = chosen_logratios - rejected_logratios  # (B,) h
     losses = -F.logsigmoid(beta * margin)  # (B,)
-    return losses.mean(), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
+    return weighted_mean(losses, weights), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
 
 
 def cdpo_loss(
@@ -68,6 +72,7 @@ def cdpo_loss(
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
     label_smoothing: float = 0.1,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """Conservative DPO (Mitchell 2023, "A note on DPO with noisy preferences"): labels flipped with
     probability ``eps = label_smoothing``.
@@ -85,7 +90,7 @@ def cdpo_loss(
     )
     margin = chosen_logratios - rejected_logratios  # (B,)
     losses = -(1 - label_smoothing) * F.logsigmoid(beta * margin) - label_smoothing * F.logsigmoid(-beta * margin)
-    return losses.mean(), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
+    return weighted_mean(losses, weights), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
 
 
 def robust_dpo_loss(
@@ -95,6 +100,7 @@ def robust_dpo_loss(
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
     label_smoothing: float = 0.1,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """Robust DPO (Chowdhury et al. 2024, "Provably Robust DPO", Eq. 9): an unbiased estimate of the
     clean DPO loss when labels are flipped with known probability ``eps = label_smoothing``.
@@ -113,7 +119,7 @@ def robust_dpo_loss(
     clean = -(1 - label_smoothing) * F.logsigmoid(beta * margin)
     flipped = -label_smoothing * F.logsigmoid(-beta * margin)
     losses = (clean - flipped) / (1 - 2 * label_smoothing)
-    return losses.mean(), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
+    return weighted_mean(losses, weights), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
 
 
 def ipo_loss(
@@ -124,6 +130,7 @@ def ipo_loss(
     chosen_lengths: torch.Tensor,
     rejected_lengths: torch.Tensor,
     beta: float = 0.1,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """IPO (Azar et al. 2023, "A General Theoretical Paradigm...", Eq. 17), ``tau = beta``.
 
@@ -140,7 +147,7 @@ def ipo_loss(
     chosen_avg = chosen_logratios / chosen_lengths.clamp(min=1)  # (B,)
     rejected_avg = rejected_logratios / rejected_lengths.clamp(min=1)  # (B,)
     losses = (chosen_avg - rejected_avg - 1 / (2 * beta)) ** 2
-    return losses.mean(), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
+    return weighted_mean(losses, weights), _pair_metrics(beta * chosen_logratios, beta * rejected_logratios)
 
 
 def simpo_loss(
@@ -151,6 +158,7 @@ def simpo_loss(
     beta: float = 2.0,
     gamma: float = 0.5,
     label_smoothing: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Metrics]:
     """SimPO (Meng et al. 2024, "Simple Preference Optimization with a Reference-Free Reward", Eq. 6).
 
@@ -167,4 +175,4 @@ def simpo_loss(
     rejected_avg = policy_rejected_logps / rejected_lengths.clamp(min=1)  # (B,)
     z = beta * (chosen_avg - rejected_avg - gamma / beta)  # (B,)
     losses = -(1 - label_smoothing) * F.logsigmoid(z) - label_smoothing * F.logsigmoid(-z)
-    return losses.mean(), _pair_metrics(beta * chosen_avg, beta * rejected_avg)
+    return weighted_mean(losses, weights), _pair_metrics(beta * chosen_avg, beta * rejected_avg)

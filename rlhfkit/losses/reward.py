@@ -21,24 +21,11 @@ Only torch and the standard library are imported here.
 from __future__ import annotations
 
 import torch
+
+from rlhfkit.losses.weighting import weighted_mean
 import torch.nn.functional as F
 
 Metrics = dict[str, float]
-
-
-def _weighted_mean(per_item: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    # per_item: (B,), weights: (B,) or None
-    if weights is None:
-        return per_item.mean()
-    weights = weights.to(per_item.dtype)
-    if weights.shape != per_item.shape:
-        raise ValueError(f"weights shape {tuple(weights.shape)} != per-item shape {tuple(per_item.shape)}")
-    if (weights < 0).any():
-        raise ValueError("weights must be >= 0")
-    total = weights.sum()
-    if total <= 0:
-        raise ValueError("weights sum to zero: no judgement carries any weight")
-    return (weights * per_item).sum() / total
 
 
 def bradley_terry_loss(
@@ -73,7 +60,7 @@ def bradley_terry_loss(
     delta = chosen_rewards - rejected_rewards  # (B,)
     logits = delta if margin is None else delta - margin
     per_pair = -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
-    loss = _weighted_mean(per_pair, weights)
+    loss = weighted_mean(per_pair, weights)
     if center_rewards_coef:
         loss = loss + center_rewards_coef * ((chosen_rewards + rejected_rewards) ** 2).mean()
     metrics = {
@@ -129,7 +116,7 @@ def plackett_luce_loss(
     terms = (log_denominator - rewards) * present  # (B, K); 0 for missing slots
     # naive loop it equals:  for k: if present[k]: loss += log(exp r_k + sum_{tier_j>tier_k} exp r_j) - r_k
     per_ranking = terms.sum(dim=1)  # (B,)
-    loss = _weighted_mean(per_ranking, weights)
+    loss = weighted_mean(per_ranking, weights)
     comparable = worse.sum().clamp(min=1)
     correct = (worse & (rewards.unsqueeze(2) > rewards.unsqueeze(1))).sum()
     metrics = {"loss": loss.item(), "pair_accuracy": (correct / comparable).item()}
@@ -161,5 +148,5 @@ def rating_regression_loss(
         raise ValueError("scale_max must be greater than scale_min")
     targets = 2.0 * (ratings.to(rewards.dtype) - scale_min) / span - 1.0  # (B,)
     per_item = (rewards - targets) ** 2
-    loss = _weighted_mean(per_item, weights)
+    loss = weighted_mean(per_item, weights)
     return loss, {"loss": loss.item(), "mae": (rewards - targets).abs().mean().item()}

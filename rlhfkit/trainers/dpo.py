@@ -78,23 +78,34 @@ class DPOConfig:
 
 # --------------------------------------------------------------------------- loss adapters
 def compute_loss(cfg: DPOConfig, policy: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor,
-                 labels: torch.Tensor | None = None):
-    """Split the (2B,) sequence log-probs into their roles and call the pure loss function."""
+                 labels: torch.Tensor | None = None, weights: torch.Tensor | None = None):
+    """Split the (2B,) sequence log-probs into their roles and call the pure loss function.
+    ``weights`` (B,): per-pair weights of the paired losses (KTO has its own class weights)."""
     b = policy.shape[0] // 2
     pc, pr, rc, rr, lc, lr_ = policy[:b], policy[b:], ref[:b], ref[b:], lengths[:b], lengths[b:]
     if cfg.loss == "dpo":
-        return dpo_loss(pc, pr, rc, rr, beta=cfg.beta)
+        return dpo_loss(pc, pr, rc, rr, beta=cfg.beta, weights=weights)
     if cfg.loss == "cdpo":
-        return cdpo_loss(pc, pr, rc, rr, beta=cfg.beta, label_smoothing=cfg.label_smoothing)
+        return cdpo_loss(pc, pr, rc, rr, beta=cfg.beta, label_smoothing=cfg.label_smoothing, weights=weights)
     if cfg.loss == "robust":
-        return robust_dpo_loss(pc, pr, rc, rr, beta=cfg.beta, label_smoothing=cfg.label_smoothing)
+        return robust_dpo_loss(pc, pr, rc, rr, beta=cfg.beta, label_smoothing=cfg.label_smoothing, weights=weights)
     if cfg.loss == "ipo":
-        return ipo_loss(pc, pr, rc, rr, lc, lr_, beta=cfg.beta)
+        return ipo_loss(pc, pr, rc, rr, lc, lr_, beta=cfg.beta, weights=weights)
     if cfg.loss == "simpo":
-        return simpo_loss(pc, pr, lc, lr_, beta=cfg.beta, gamma=cfg.simpo_gamma)
+        return simpo_loss(pc, pr, lc, lr_, beta=cfg.beta, gamma=cfg.simpo_gamma, weights=weights)
     # kto: first half = the examples' completions, second half = mismatched (KL) completions
     return kto_loss(pc, rc, labels, pr, rr, beta=cfg.beta, desirable_weight=cfg.desirable_weight,
                     undesirable_weight=cfg.undesirable_weight)
+
+
+def _weighted_examples(examples: list[TokenizedPair], pairs) -> tuple[list[TokenizedPair], torch.Tensor | None]:
+    """Drop pairs of weight 0 (they carry no signal, and a micro-batch of them has no mean);
+    the per-example weights, or None when every weight is 1 (the unweighted, TRL-identical path)."""
+    weights = [float(getattr(pairs[e.index], "weight", 1.0)) for e in examples]
+    kept = [(e, w) for e, w in zip(examples, weights) if w > 0]
+    if all(w == 1.0 for _, w in kept):
+        return [e for e, _ in kept], None
+    return [e for e, _ in kept], torch.tensor([w for _, w in kept])
 
 
 def unpaired_feedback(items) -> list[tuple]:
@@ -160,6 +171,7 @@ class DPOTrainer:
         self.model = self._wrap_lora(model) if cfg.lora_r else model
         self.examples: list[TokenizedPair] = []
         self.labels: torch.Tensor | None = None
+        self.weights: torch.Tensor | None = None  # (n,) per-pair weights; None when all are 1
         self.ref_logps: torch.Tensor | None = None  # (n, 2): chosen/completion, rejected/KL branch
         self.eval_examples: list[TokenizedPair] = []
         self.eval_ref_logps: torch.Tensor | None = None
@@ -183,7 +195,8 @@ class DPOTrainer:
             self.examples, labels = unpaired_examples(self.tokenizer, pairs, self.cfg.max_length, self.cfg.seed)
             self.labels = torch.tensor(labels)
         else:
-            self.examples = tokenize_pairs(self.tokenizer, pairs, self.cfg.max_length)
+            self.examples, self.weights = _weighted_examples(
+                tokenize_pairs(self.tokenizer, pairs, self.cfg.max_length), pairs)
         if not self.examples:
             raise ValueError("no usable pairs: every prompt fills max_length, or the data are empty")
         if self.cfg.dtype == "bf16" and self.cfg.snap_bf16:
@@ -268,8 +281,12 @@ class DPOTrainer:
             policy = completion_logps(self.model, batch, self.dtype)  # (2b,) forward
             ref = torch.cat([self.ref_logps[idx, 0], self.ref_logps[idx, 1]])
             labels = self.labels[idx] if self.labels is not None else None
-            loss, metrics = compute_loss(cfg, policy, ref, batch.lengths.float(), labels)  # loss
-            (loss * len(idx) / n_total).backward()  # accumulate: the global loss is a mean over pairs
+            weights = self.weights[idx] if self.weights is not None else None
+            loss, metrics = compute_loss(cfg, policy, ref, batch.lengths.float(), labels, weights)  # loss
+            # accumulate: the global loss is a (weighted) mean over the pairs of the whole step
+            share = (weights.sum() / self.weights[global_batch].sum() if weights is not None
+                     else len(idx) / n_total)
+            (loss * share).backward()
             for k, v in {"loss": loss.detach(), **metrics}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx) / n_total
             sums["tokens"] = sums.get("tokens", 0) + batch.num_tokens
