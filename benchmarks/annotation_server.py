@@ -1,7 +1,9 @@
 """Annotation server under load over loopback: latency, throughput, and kill -9 rounds.
 
-Runs `rlhfkit serve` (a child process, SQLite in WAL mode with synchronous=FULL) and N simulated
-annotators (threads, one keep-alive connection each) that take an item and submit a ranking:
+Runs `rlhfkit serve` (a child process, SQLite in WAL mode) and N simulated annotators (threads,
+one keep-alive connection each) that take an item and submit a ranking, once per `--sqlite-sync`
+mode (full: an fsync per acknowledged commit, the default; normal: WAL without it, which survives
+a killed server but not a power cut):
 
   1. steady (closed loop, no think time): every client submits as fast as the server answers;
      submit latency p50/p99 and judgements/s at saturation.
@@ -30,9 +32,10 @@ import numpy as np
 from rlhfkit.feedback.loadtest import Server, free_port, prepare, run_load, verify
 
 
-def _paced(db_path: str, clients: int, items: int, duration_s: float, think_s: float, seed: int) -> dict:
+def _paced(db_path: str, clients: int, items: int, duration_s: float, think_s: float, seed: int,
+           sqlite_sync: str) -> dict:
     pid, tokens = prepare(db_path, clients, items)
-    server = Server(db_path, free_port())
+    server = Server(db_path, free_port(), sqlite_sync=sqlite_sync)
     server.start()
     lat, acked, lock, stop = [], [], threading.Lock(), threading.Event()
 
@@ -83,23 +86,28 @@ def main() -> None:
     ap.add_argument("--think-s", type=float, default=5.0, help="mean pause between a client's judgements (paced phase)")
     ap.add_argument("--kill-rounds", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sqlite-sync", default="full,normal", help="comma list of SQLite modes to measure")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rlhfkit-bench-"))
-    rows = [
-        _summary(f"steady, {args.clients} clients, no think time",
-                 run_load(str(tmp / "steady.db"), args.clients, args.items, args.duration_s, seed=args.seed)),
-        _summary(f"paced, {args.clients} clients, think ~Exp({args.think_s}s)",
-                 _paced(str(tmp / "paced.db"), args.clients, args.items, args.duration_s, args.think_s, args.seed)),
-    ]
-    for r in rows:
-        print(json.dumps(r), flush=True)
-    crash = run_load(str(tmp / "crash.db"), args.clients, args.items, duration_s=2.0 * args.kill_rounds,
-                     kills=args.kill_rounds, seed=args.seed, log=tmp / "crash-server.log")
-    row = _summary(f"crash, {args.clients} clients, {args.kill_rounds} x kill -9 + restart", crash)
-    row.update(kills=crash["kills"], retries_after_kill=crash["retries"], errors=len(crash["errors"]),
-               mean_restart_s=round(float(np.mean(crash["restart_s"])), 2), stored=crash["stored"])
-    print(json.dumps(row), flush=True)
-    rows.append(row)
+    rows = []
+    for sync in args.sqlite_sync.split(","):
+        for r in (
+            _summary(f"{sync}: steady, {args.clients} clients, no think time",
+                     run_load(str(tmp / f"steady-{sync}.db"), args.clients, args.items, args.duration_s,
+                              seed=args.seed, sqlite_sync=sync)),
+            _summary(f"{sync}: paced, {args.clients} clients, think ~Exp({args.think_s}s)",
+                     _paced(str(tmp / f"paced-{sync}.db"), args.clients, args.items, args.duration_s, args.think_s,
+                            args.seed, sync)),
+        ):
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+        crash = run_load(str(tmp / f"crash-{sync}.db"), args.clients, args.items, duration_s=2.0 * args.kill_rounds,
+                         kills=args.kill_rounds, seed=args.seed, log=tmp / f"crash-server-{sync}.log", sqlite_sync=sync)
+        row = _summary(f"{sync}: crash, {args.clients} clients, {args.kill_rounds} x kill -9 + restart", crash)
+        row.update(kills=crash["kills"], retries_after_kill=crash["retries"], errors=len(crash["errors"]),
+                   mean_restart_s=round(float(np.mean(crash["restart_s"])), 2), stored=crash["stored"])
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     print("\n| phase | acked | judgements/s | submit p50 ms | submit p99 ms | lost |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['phase']} | {r['acked']} | {r['judgements_per_s']} | {r['submit_p50_ms']} | {r['submit_p99_ms']} | {r['lost']} |")

@@ -24,10 +24,10 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _open(db: str):
+def _open(db: str, synchronous: str = "FULL"):
     from rlhfkit.feedback.db import Database
 
-    return Database(db)
+    return Database(db, synchronous=synchronous)
 
 
 @app.command("import")
@@ -195,6 +195,10 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     ranker: Optional[str] = typer.Option(None, help="score PROJECT's items by disagreement first (child process)"),
     project: Optional[str] = typer.Option(None, "--project", "-p", help="project for --ranker"),
+    sqlite_sync: str = typer.Option(
+        "full", help="SQLite only. full: every acknowledged judgement is fsynced and survives a power cut; "
+        "normal: WAL without an fsync per commit, survives a killed server but a power cut may lose the "
+        "last moments; faster"),
 ) -> None:
     """Start the annotation server.  Example: rlhfkit serve --db feedback.db --host 127.0.0.1 --port 8000"""
     import uvicorn
@@ -209,7 +213,9 @@ def serve(
         cmd = [sys.executable, "-m", "rlhfkit.cli", "feedback", "rank", "--db", db, "-p", project, "--ranker", ranker]
         if subprocess.run(cmd).returncode != 0:
             _fail("ranking failed; see above")
-    database = _open(db)
+    if sqlite_sync.lower() not in ("full", "normal"):
+        _fail(f"--sqlite-sync must be full or normal, not {sqlite_sync!r}")
+    database = _open(db, sqlite_sync.upper())
     with database.session() as s:
         token = repo.ensure_admin_token(s)
     base = f"http://{host}:{port}"

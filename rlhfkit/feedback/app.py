@@ -232,7 +232,7 @@ def add_annotator_routes(app: FastAPI) -> None:
         with db(request).session() as s:
             p = repo.get_project(s, project_id)
             got = repo.next_assignment(s, p, a)
-            progress = _my_progress(s, p, a)
+            progress = repo.progress(s, p, a)
             if isinstance(got, repo.NoWork):
                 return {"done": True, "reason": got.reason, "progress": progress}
             return {"done": False, "assignment": repo.assignment_view(s, got), "progress": progress,
@@ -328,16 +328,6 @@ def add_admin_routes(app: FastAPI) -> None:
             a, token = repo.add_annotator(s, body.name)
             return {"id": a.id, "name": a.name, "token": token,
                     "login_url": str(request.base_url) + f"login?token={token}"}
-
-
-def _my_progress(s, p: Project, a: Annotator) -> dict[str, Any]:
-    now = repo.utcnow()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    judged, today = s.execute(select(func.count(Judgement.id), func.count(Judgement.id).filter(Judgement.created_at >= midnight))
-                              .where(Judgement.project_id == p.id, Judgement.annotator_id == a.id)).one()
-    skipped = s.scalar(select(func.count(Assignment.id)).where(
-        Assignment.project_id == p.id, Assignment.annotator_id == a.id, Assignment.status == "skipped")) or 0
-    return {"judged": judged, "skipped": skipped, "today": today, "daily_cap": p.daily_cap}
 
 
 def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_cache_s: float = 5.0) -> FastAPI:

@@ -54,15 +54,16 @@ def prepare(db_path: str, n_annotators: int, n_items: int, k: int = 3, overlap: 
 
 
 class Server:
-    def __init__(self, db_path: str, port: int, log: Path | None = None):
-        self.db_path, self.port, self.log = db_path, port, log
+    def __init__(self, db_path: str, port: int, log: Path | None = None, sqlite_sync: str = "full"):
+        self.db_path, self.port, self.log, self.sqlite_sync = db_path, port, log, sqlite_sync
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", self.db_path, "--port", str(self.port)],
+            [sys.executable, "-m", "rlhfkit.cli", "serve", "--db", self.db_path, "--port", str(self.port),
+             "--sqlite-sync", self.sqlite_sync],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + timeout
@@ -149,11 +150,11 @@ def _wait_for(cond, timeout_s: float) -> None:
 
 
 def run_load(db_path: str, n_clients: int, n_items: int, duration_s: float, kills: int = 0,
-             seed: int = 0, log: Path | None = None) -> dict:
+             seed: int = 0, log: Path | None = None, sqlite_sync: str = "full") -> dict:
     """Run clients for duration_s (spreading `kills` SIGKILL+restart over it); verify the DB."""
     rng = random.Random(seed)
     pid, tokens = prepare(db_path, n_clients, n_items)
-    server = Server(db_path, free_port(), log)
+    server = Server(db_path, free_port(), log, sqlite_sync)
     server.start()
     base = f"http://127.0.0.1:{server.port}"
     stop, res = threading.Event(), Results()

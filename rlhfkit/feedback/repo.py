@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project, Setting
@@ -206,63 +206,93 @@ class NoWork:
     reason: str  # "done" (nothing left for you) | "daily_cap"
 
 
-def _taken_count(now: datetime):
-    """Per item: judgements made plus leases still running (the overlap budget in use)."""
-    return (
-        select(func.count(Assignment.id))
-        .where(
-            Assignment.item_id == Item.id,
-            or_(Assignment.status == "done", and_(Assignment.status == "open", Assignment.expires_at > now)),
-        )
-        .correlate(Item)
-        .scalar_subquery()
+# The hot path (next item, submit) runs these statements on every request. They are built once,
+# with bind parameters, instead of per call: building and cache-keying a SQLAlchemy statement
+# costs about as much CPU as SQLite executing it, and tail latency is mostly CPU queueing.
+_TAKEN = (  # per item: judgements made plus leases still running (the overlap budget in use)
+    select(func.count(Assignment.id))
+    .where(
+        Assignment.item_id == Item.id,
+        or_(Assignment.status == "done",
+            and_(Assignment.status == "open", Assignment.expires_at > bindparam("now", type_=Assignment.expires_at.type))),
     )
+    .correlate(Item)
+    .scalar_subquery()
+)
+_TAKEN_OF_ITEM = select(_TAKEN).select_from(Item).where(Item.id == bindparam("item_id"))
+_MINE = exists().where(Assignment.item_id == Item.id, Assignment.annotator_id == bindparam("annotator_id"))
+_CANDIDATES = {
+    gold: select(Item).where(Item.project_id == bindparam("project_id"), Item.is_gold == gold, ~_MINE,
+                             *([] if gold else [_TAKEN < bindparam("overlap")]))
+    for gold in (False, True)
+}
+_PICK = {  # (gold, part of the id range): the first eligible item at or after / before a start id
+    (gold, after): q.where(Item.id >= bindparam("start") if after else Item.id < bindparam("start"))
+    .order_by(Item.id).limit(1)
+    for gold, q in _CANDIDATES.items() for after in (True, False)
+}
+_PICK_BY_DISAGREEMENT = _CANDIDATES[False].order_by(Item.disagreement.desc().nulls_last(), Item.id).limit(1)
+_ID_RANGE = select(func.min(Item.id), func.max(Item.id)).where(
+    Item.project_id == bindparam("project_id"), Item.is_gold == bindparam("gold"))
+_OPEN_ASSIGNMENT = select(Assignment).where(
+    Assignment.project_id == bindparam("project_id"), Assignment.annotator_id == bindparam("annotator_id"),
+    Assignment.status == "open",
+).order_by(Assignment.id).limit(1)
+_MY_JUDGEMENTS = (Judgement.project_id == bindparam("project_id"), Judgement.annotator_id == bindparam("annotator_id"))
+_PROGRESS = select(
+    select(func.count(Judgement.id)).where(*_MY_JUDGEMENTS).scalar_subquery(),
+    select(func.count(Judgement.id)).where(*_MY_JUDGEMENTS, Judgement.created_at >= bindparam("midnight"))
+    .scalar_subquery(),
+    select(func.count(Assignment.id)).where(
+        Assignment.project_id == bindparam("project_id"), Assignment.annotator_id == bindparam("annotator_id"),
+        Assignment.status == "skipped").scalar_subquery(),
+)
+
+_MODE_AND_GOLD = select(Project.mode, Item.is_gold).where(
+    Project.id == bindparam("project_id"), Item.id == bindparam("item_id"))
+
+
+def _midnight(now: datetime) -> datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def judged_today(s: Session, project: Project, annotator: Annotator, now: datetime) -> int:
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return s.scalar(
-        select(func.count(Judgement.id)).where(
-            Judgement.project_id == project.id, Judgement.annotator_id == annotator.id,
-            Judgement.created_at >= midnight,
-        )
-    ) or 0
+    return progress(s, project, annotator, now)["today"]
+
+
+def progress(s: Session, project: Project, annotator: Annotator, now: datetime | None = None) -> dict[str, Any]:
+    """This annotator's counts in this project, in one statement."""
+    now = now or utcnow()
+    judged, today, skipped = s.execute(_PROGRESS, {"project_id": project.id, "annotator_id": annotator.id,
+                                                   "midnight": _midnight(now)}).one()
+    return {"judged": judged or 0, "skipped": skipped or 0, "today": today or 0, "daily_cap": project.daily_cap}
 
 
 def _pick(
     s: Session, project: Project, annotator: Annotator, now: datetime, gold: bool, rng: random.Random
 ) -> Item | None:
-    mine = exists().where(Assignment.item_id == Item.id, Assignment.annotator_id == annotator.id)
-    q = select(Item).where(Item.project_id == project.id, Item.is_gold == gold, ~mine)
-    if not gold:  # gold items are shown to everyone; regular ones to `overlap` people
-        q = q.where(_taken_count(now) < project.overlap)
+    """Gold items are shown to everyone; regular ones to ``overlap`` people."""
+    params = {"project_id": project.id, "annotator_id": annotator.id, "now": now, "overlap": project.overlap}
     if project.order_by == "disagreement" and not gold:
-        return s.scalar(q.order_by(Item.disagreement.desc().nulls_last(), Item.id).limit(1))
+        return s.scalar(_PICK_BY_DISAGREEMENT, params)
     # Random order without sorting the whole table (ORDER BY random() evaluates the filters on
     # every item): start the id scan at a random point and wrap around. The scan stops at the
     # first eligible item, so the cost does not grow with the project.
-    lo, hi = s.execute(select(func.min(Item.id), func.max(Item.id)).where(
-        Item.project_id == project.id, Item.is_gold == gold)).one()
+    lo, hi = s.execute(_ID_RANGE, {"project_id": project.id, "gold": gold}).one()
     if lo is None:
         return None
-    start = rng.randint(lo, hi)
-    return (s.scalar(q.where(Item.id >= start).order_by(Item.id).limit(1))
-            or s.scalar(q.where(Item.id < start).order_by(Item.id).limit(1)))
+    params["start"] = rng.randint(lo, hi)
+    return s.scalar(_PICK[gold, True], params) or s.scalar(_PICK[gold, False], params)
 
 
 def _resume(s: Session, project: Project, annotator: Annotator, now: datetime) -> Assignment | None:
     """The annotator's open assignment, its lease renewed if the item still has room."""
-    a = s.scalar(
-        select(Assignment).where(
-            Assignment.project_id == project.id, Assignment.annotator_id == annotator.id,
-            Assignment.status == "open",
-        ).order_by(Assignment.id)
-    )
+    a = s.scalar(_OPEN_ASSIGNMENT, {"project_id": project.id, "annotator_id": annotator.id})
     if a is None:
         return None
     if a.expires_at <= now:
         item = s.get(Item, a.item_id)
-        taken = s.scalar(select(_taken_count(now)).select_from(Item).where(Item.id == item.id))
+        taken = s.scalar(_TAKEN_OF_ITEM, {"item_id": item.id, "now": now})
         if not item.is_gold and taken >= project.overlap:
             a.status, a.closed_at = "expired", now
             return None
@@ -312,13 +342,15 @@ def own_assignment(s: Session, annotator: Annotator, assignment_id: int) -> Assi
 # ---------------------------------------------------------------- submission
 
 
-def validate_judgement(project: Project, assignment: Assignment, k: int, raw: dict) -> dict:
-    """Parse a judgement against the schema, the project mode and the item; original indices."""
+def validate_judgement(mode: str, assignment: Assignment, raw: dict) -> dict:
+    """Parse a judgement against the schema, the project mode and the item; original indices.
+    The assignment's shown order is a permutation of the item's K responses, so it gives K."""
+    k = len(assignment.shown_order)
     try:
         j = _judgement_adapter.validate_python(raw)
     except ValidationError as e:
         raise Invalid(f"judgement: {e.errors()[0]['msg']} at {list(e.errors()[0]['loc'])}") from None
-    if project.mode == "ranking":
+    if mode == "ranking":
         if j.kind == "ranking":
             if sorted(i for t in j.tiers for i in t) != list(range(k)):
                 raise Invalid(f"a ranking must place every response 0..{k - 1} exactly once")
@@ -342,21 +374,20 @@ def submit(
     a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
     # Looked up after the lock: a concurrent retry of the same id that waited on it must see the
     # first one's committed row and answer "already stored", not "assignment already done".
-    prior = s.scalar(select(Judgement).where(Judgement.id == judgement_id))
+    prior = s.get(Judgement, judgement_id)
     if prior is not None:
         if prior.annotator_id != annotator.id or prior.assignment_id != assignment_id:
             raise Conflict(f"judgement id {judgement_id!r} is already used for another submission")
         return prior, False
     if a.status != "open":
         raise Conflict(f"assignment {assignment_id} is already {a.status}")
-    project = s.get(Project, a.project_id)
-    item = s.get(Item, a.item_id)
-    clean = validate_judgement(project, a, len(item.responses), judgement)
+    mode, is_gold = s.execute(_MODE_AND_GOLD, {"project_id": a.project_id, "item_id": a.item_id}).one()
+    clean = validate_judgement(mode, a, judgement)
     row = Judgement(
         id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
         annotator_id=annotator.id, judgement=clean, critique=critique or None,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
-        server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=item.is_gold, created_at=now,
+        server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
     )
     a.status, a.closed_at = "done", now
     s.add(row)
