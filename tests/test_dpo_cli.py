@@ -77,10 +77,9 @@ def test_every_recipe_loads(path):
 
     if path.name.startswith("reward"):
         # Reward recipes belong to `rlhfkit reward train` and its config.
-        from rlhfkit.trainers.config import build_config
         from rlhfkit.trainers.reward_model import RewardTrainConfig
 
-        assert build_config(RewardTrainConfig, path).model
+        assert merge(RewardTrainConfig, {}, read_recipe(path), {}, path)[0].model
         return
     recipe = read_recipe(path)
     cls, defaults = (SFTConfig, sft_cmd.RUN_DEFAULTS) if path.name.startswith("sft") else (DPOConfig, dpo_cmd.RUN_DEFAULTS)

@@ -56,19 +56,25 @@ def test_length_split_and_summary():
 
 
 def test_recipe_loads_and_cli_overrides_it(tmp_path):
-    from rlhfkit.trainers.config import ConfigError, build_config
+    from rlhfkit.commands.recipe import merge, read_recipe
+    from rlhfkit.data.errors import DataError
     from rlhfkit.trainers.reward_model import RewardTrainConfig
 
+    def build(path=None, **cli):
+        return merge(RewardTrainConfig, {}, read_recipe(path), cli, path)[0]
+
     recipe = ROOT / "recipes" / "reward-hh.yaml"
-    cfg = build_config(RewardTrainConfig, recipe)
+    cfg = build(recipe)
     assert cfg.model == "smollm2-135m" and cfg.freeze_layers == 24
-    assert build_config(RewardTrainConfig, recipe, lr=1e-3, batch_size=None).lr == 1e-3
-    assert build_config(RewardTrainConfig, recipe, batch_size=None).batch_size == cfg.batch_size
-    assert build_config(RewardTrainConfig).lr == RewardTrainConfig().lr
+    assert build(recipe, lr=1e-3, batch_size=None).lr == 1e-3
+    assert build(recipe, batch_size=None).batch_size == cfg.batch_size
+    assert build().lr == RewardTrainConfig().lr
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: 1e-5\nlearning_rat: 3\n")
-    with pytest.raises(ConfigError, match="learning_rat"):
-        build_config(RewardTrainConfig, bad)
+    with pytest.raises(DataError, match="learning_rat"):
+        build(bad)
+    (tmp_path / "ok.yaml").write_text("lr: 1e-5\n")
+    assert build(tmp_path / "ok.yaml").lr == 1e-5  # YAML 1.1 reads 1e-5 as a string: coerced by field type
 
 
 def _write_hh(path: Path, n: int) -> Path:

@@ -23,11 +23,10 @@ def _user_errors() -> Iterator[None]:
     """Bad input (data file, model source, recipe) -> one clear line and exit code 2."""
     from rlhfkit.data.errors import DataError
     from rlhfkit.models.sources import ModelSourceError
-    from rlhfkit.trainers.config import ConfigError
 
     try:
         yield
-    except (DataError, ModelSourceError, ConfigError, FileNotFoundError) as err:
+    except (DataError, ModelSourceError, FileNotFoundError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -70,11 +69,11 @@ def train(
     Example: rlhfkit reward train --data hh/train.jsonl --eval hh/test.jsonl --model smollm2-135m --out runs/rm
     """
     flags = {k: v for k, v in locals().items() if k != "recipe"}  # first line: only the options
-    from rlhfkit.trainers.config import build_config
+    from rlhfkit.commands.recipe import merge, read_recipe
     from rlhfkit.trainers.reward_model import RewardTrainConfig, train_reward_model
 
     with _user_errors():
-        cfg = build_config(RewardTrainConfig, recipe, **flags)
+        cfg, _ = merge(RewardTrainConfig, {}, read_recipe(recipe), flags, recipe)
         if not cfg.data:
             raise typer.BadParameter("give --data (or `data:` in the recipe)")
         out_dir, summary = train_reward_model(cfg)
