@@ -248,8 +248,8 @@ _PROGRESS = select(
         Assignment.status == "skipped").scalar_subquery(),
 )
 
-_MODE_AND_GOLD = select(Project.mode, Item.is_gold).where(
-    Project.id == bindparam("project_id"), Item.id == bindparam("item_id"))
+_MODE_AND_GOLD = select(Project.mode, Item.is_gold).join(Project, Project.id == Item.project_id).where(
+    Item.id == bindparam("item_id"))
 
 
 def _midnight(now: datetime) -> datetime:
@@ -381,7 +381,7 @@ def submit(
         return prior, False
     if a.status != "open":
         raise Conflict(f"assignment {assignment_id} is already {a.status}")
-    mode, is_gold = s.execute(_MODE_AND_GOLD, {"project_id": a.project_id, "item_id": a.item_id}).one()
+    mode, is_gold = s.execute(_MODE_AND_GOLD, {"item_id": a.item_id}).one()
     clean = validate_judgement(mode, a, judgement)
     row = Judgement(
         id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,

@@ -47,7 +47,8 @@ def live(tmp_path):
     db = Database(str(tmp_path / "feedback.db"))
     items = [
         PreferenceItem(id="xss", prompt="Which answer is safest? `code` & <b>bold</b>",
-                       responses=[Response(text="A plain, careful answer.\nWith two lines."),
+                       responses=[Response(text="A **plain**, careful answer.\nWith two lines:\n\n1. first `<i>x</i>`\n"
+                                                "2. **<img src=x onerror=alert(3)>**\n\n> quoted"),
                                   Response(text=XSS),
                                   Response(text="Here is code:\n```python\nprint('<b>hi</b>')\n```\nDone.")]),
         PreferenceItem(id="two", prompt="Name a prime number.",
@@ -93,6 +94,12 @@ def test_keyboard_ranking_in_a_real_browser(live, tmp_path):
         assert any("<script>alert(1)</script>" in t and 'onerror="alert(2)"' in t for t in texts)
         assert page.locator(".response img, .response script").count() == 0
         assert page.locator(".response pre code").count() == 1  # fenced code rendered as code
+        # markdown becomes elements, and HTML inside markdown stays text
+        assert page.locator(".response strong").count() == 2 and page.locator(".response ol li").count() == 2
+        assert page.locator(".response li code").inner_text() == "<i>x</i>"
+        assert page.locator(".response li strong").inner_text() == "<img src=x onerror=alert(3)>"
+        assert page.locator(".response blockquote").inner_text() == "quoted"
+        assert page.locator(".response i").count() == 0
         page.keyboard.press("2")
         page.keyboard.press("1")
         assert page.locator(".tier").count() == 3

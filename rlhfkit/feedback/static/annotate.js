@@ -1,6 +1,6 @@
 // The annotation page. Plain JS, no build step. Every piece of item text is inserted with
-// textContent (never innerHTML), so a response containing <script> or <img onerror> is shown
-// as the characters it is.
+// textContent or as text nodes (never innerHTML), so a response containing <script> or
+// <img onerror> is shown as the characters it is; markdown is parsed into DOM nodes (renderText).
 "use strict";
 (() => {
   const app = document.getElementById("app");
@@ -49,20 +49,67 @@
     }
   }
 
-  // Text as text: fenced code blocks become <pre><code>, everything else keeps its line breaks.
+  // Markdown, rendered safely: the text is parsed into blocks (fenced code, headings, lists,
+  // quotes, paragraphs) and inline spans (`code`, **bold**, *italic*), and every node is built
+  // with createElement + textContent. No string ever reaches innerHTML, so raw HTML in a response
+  // (<script>, <img onerror>) stays visible text; links stay text too (no clickable URLs from
+  // model output on an annotator's screen). Paragraphs keep their line breaks (pre-wrap).
+  const INLINE = /(`+)([\s\S]+?)\1|\*\*([^*\n][\s\S]*?)\*\*|__([^_\n][\s\S]*?)__|\*([^*\s][^*\n]*?)\*|(?<![\w])_([^_\s][^_\n]*?)_(?![\w])/g;
+
+  function appendInline(parent, text) {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      if (m[2] !== undefined) parent.appendChild(el("code", null, m[2]));
+      else if (m[3] !== undefined || m[4] !== undefined) appendInline(parent.appendChild(el("strong")), m[3] ?? m[4]);
+      else appendInline(parent.appendChild(el("em")), m[5] ?? m[6]);
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
   function renderText(container, text) {
     container.replaceChildren();
-    const parts = String(text).split(/```[^\n`]*\n?/);
-    parts.forEach((part, i) => {
-      if (!part) return;
-      if (i % 2 === 1) {
-        const pre = el("pre");
-        pre.appendChild(el("code", null, part.replace(/\n$/, "")));
-        container.appendChild(pre);
+    const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+    let para = [];
+    const flush = () => {
+      if (para.length) appendInline(container.appendChild(el("div", "para")), para.join("\n"));
+      para = [];
+    };
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      let m;
+      if ((m = line.match(/^\s*(```+|~~~+)/))) {  // fenced code, to the closing fence or the end
+        flush();
+        const fence = m[1], body = [];
+        for (i++; i < lines.length && !lines[i].trim().startsWith(fence); i++) body.push(lines[i]);
+        container.appendChild(el("pre")).appendChild(el("code", null, body.join("\n")));
+      } else if ((m = line.match(/^(#{1,6})\s+(.*)$/))) {
+        flush();
+        appendInline(container.appendChild(el("div", `md-h md-h${m[1].length}`)), m[2]);
+      } else if (/^\s*([-*+]|\d{1,9}[.)])\s+/.test(line)) {
+        flush();
+        const ordered = /^\s*\d/.test(line);
+        const list = container.appendChild(el(ordered ? "ol" : "ul"));
+        const start = line.match(/^\s*(\d+)/);
+        if (ordered && start && start[1] !== "1") list.start = Number(start[1]);
+        for (; i < lines.length && /^\s*([-*+]|\d{1,9}[.)])\s+/.test(lines[i]); i++) {
+          appendInline(list.appendChild(el("li")), lines[i].replace(/^\s*([-*+]|\d{1,9}[.)])\s+/, ""));
+        }
+        i--;
+      } else if (/^\s*>/.test(line)) {
+        flush();
+        const body = [];
+        for (; i < lines.length && /^\s*>/.test(lines[i]); i++) body.push(lines[i].replace(/^\s*>\s?/, ""));
+        i--;
+        renderText(container.appendChild(el("blockquote")), body.join("\n"));
+      } else if (!line.trim()) {
+        flush();
       } else {
-        container.appendChild(el("div", "para", part));
+        para.push(line);
       }
-    });
+    }
+    flush();
   }
 
   function renderPrompt(prompt) {
