@@ -211,7 +211,8 @@ class DPOTrainer:
         """Implicit-reward accuracy and margins on the held-out pairs given to ``setup``."""
         from rlhfkit.trainers.dpo_eval import implicit_reward_accuracy
 
-        return implicit_reward_accuracy(self.sequence_logps(self.eval_examples), self.eval_ref_logps, self.cfg.beta)
+        return implicit_reward_accuracy(self.sequence_logps(self.eval_examples, description="held-out log-probs"),
+                                        self.eval_ref_logps, self.cfg.beta)
 
     def _reference_logps(self, examples, filename: str, reference_free: bool = False) -> torch.Tensor:
         cache = self.out / filename if self.out else None
@@ -223,7 +224,7 @@ class DPOTrainer:
         if reference_free:
             ref = torch.zeros(len(examples), 2)
         else:
-            ref = self.sequence_logps(examples, self._reference_context())
+            ref = self.sequence_logps(examples, self._reference_context(), "reference log-probs" if filename == "reference_logps.pt" else "reference log-probs (held out)")
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"fingerprint": key, "logps": ref}, cache)
@@ -237,21 +238,26 @@ class DPOTrainer:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def sequence_logps(self, examples: list[TokenizedPair], context=None) -> torch.Tensor:
+    def sequence_logps(self, examples: list[TokenizedPair], context=None,
+                       description: str = "log-probs") -> torch.Tensor:
         """(n, 2) summed log-probs of the two completions of each example, current weights."""
         import contextlib
+
+        from rlhfkit.trainers.progress import training_progress
 
         was_training = self.model.training
         self.model.eval()
         out = torch.zeros(len(examples), 2)
         order = sorted(range(len(examples)), key=lambda i: examples[i].packed_len)
         bs = self.cfg.ref_batch_size
-        with context or contextlib.nullcontext():
+        with (context or contextlib.nullcontext(),
+              training_progress(math.ceil(len(order) / bs), enabled=self.show_progress, description=description) as advance):
             for start in range(0, len(order), bs):
                 idx = order[start : start + bs]
                 batch = collate_pairs([examples[i] for i in idx], self.tokenizer.pad_token_id, self.cfg.shared_prompt)
                 logps = completion_logps(self.model, batch, self.dtype).float().cpu()  # (2b,)
                 out[idx, 0], out[idx, 1] = logps[: len(idx)], logps[len(idx) :]
+                advance({})
         self.model.train(was_training)
         return out
 
