@@ -224,7 +224,8 @@ class DPOTrainer:
         if reference_free:
             ref = torch.zeros(len(examples), 2)
         else:
-            ref = self.sequence_logps(examples, self._reference_context(), "reference log-probs" if filename == "reference_logps.pt" else "reference log-probs (held out)")
+            label = "reference log-probs" + ("" if filename == "reference_logps.pt" else " (held out)")
+            ref = self.sequence_logps(examples, self._reference_context(), label)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"fingerprint": key, "logps": ref}, cache)
