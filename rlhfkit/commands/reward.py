@@ -6,29 +6,15 @@ transformers are imported inside the commands, so ``rlhfkit --help`` stays insta
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
+
+from rlhfkit.commands.common import console, user_errors
 
 app = typer.Typer(help="Train and evaluate reward models on human preference pairs.", no_args_is_help=True)
-console = Console(stderr=True, soft_wrap=True)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Bad input (data file, model source, recipe) -> one clear line and exit code 2."""
-    from rlhfkit.data.errors import DataError
-    from rlhfkit.models.sources import ModelSourceError
-
-    try:
-        yield
-    except (DataError, ModelSourceError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -72,7 +58,7 @@ def train(
     from rlhfkit.commands.recipe import merge, read_recipe
     from rlhfkit.trainers.reward_model import RewardTrainConfig, train_reward_model
 
-    with _user_errors():
+    with user_errors():
         cfg, _ = merge(RewardTrainConfig, {}, read_recipe(recipe), flags, recipe)
         if not cfg.data:
             raise typer.BadParameter("give --data (or `data:` in the recipe)")
@@ -103,7 +89,7 @@ def evaluate(
     from rlhfkit.models.reward_model import RewardModel
     from rlhfkit.trainers.batching import tokenize_pairs
 
-    with _user_errors():
+    with user_errors():
         if not Path(model).is_dir():
             raise FileNotFoundError(f"{model}: no such model folder")
         rm = RewardModel.load(model)
