@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct, HH-harmless train pairs, batch 4, max length 256, beta 0.
 the same learning rate and gradient clipping, constant schedule; fp32 then bf16 autocast.
 Both trainers see the same batches in the same order (our length-grouped order; TRL gets a
 dataset in that order and a sequential sampler) and start from the same weights (for bf16,
-both snapped to the bf16 grid, see rlhfkit.trainers.loop.snap_to_bf16_grid), so their loss
+both snapped to the bf16 grid, see rlhfkit.models.numerics.snap_to_bf16_grid), so their loss
 curves must agree up to float noise.
 
 TRL recomputes the reference log-probs every step (its default); ours computes them once for
@@ -51,11 +51,11 @@ def param_counts(model) -> tuple[int, int]:
 
 def run_ours(model, tok, pairs, args, dtype: str, steps: int, shared_prompt: bool = True, cache: str | None = None):
     from rlhfkit.trainers.dpo import DPOConfig, DPOTrainer
-    from rlhfkit.trainers.packing import collate_pairs
+    from rlhfkit.packing import collate_pairs
 
     cfg = DPOConfig(beta=args.beta, lr=args.lr, batch_size=args.batch, max_length=args.max_length, dtype=dtype,
                     lr_schedule="constant", max_grad_norm=1.0, max_steps=steps, seed=args.seed,
-                    shared_prompt=shared_prompt)
+                    packing=shared_prompt)
     # ``cache``: a folder whose reference_logps.pt a second run reuses (same pairs, same weights)
     trainer = DPOTrainer(model, tok, cfg, out_dir=cache, show_progress=False)
     t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def main() -> None:
 
     from rlhfkit.data import load_pairs
     from rlhfkit.models import load_tokenizer, resolve_model_dir
-    from rlhfkit.trainers.loop import snap_to_bf16_grid
+    from rlhfkit.models.numerics import snap_to_bf16_grid
 
     torch.manual_seed(args.seed)
     folder = resolve_model_dir("smollm2-135m")

@@ -24,9 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from rlhfkit.data import load_pairs  # noqa: E402
-from rlhfkit.eval.reward_eval import score_pairs, summarize  # noqa: E402
-from rlhfkit.models.reward_model import RewardModel  # noqa: E402
-from rlhfkit.trainers.batching import tokenize_pairs  # noqa: E402
+from rlhfkit.eval.reward_eval import summarize  # noqa: E402
+from rlhfkit.models.reward_model import RewardModel, score_pairs  # noqa: E402
+from rlhfkit.packing import tokenize_reward_pairs  # noqa: E402
 from rlhfkit.trainers.reward_model import RewardModelTrainer, RewardTrainConfig  # noqa: E402
 
 HH = "/work/shared/data/hh-harmless"
@@ -55,7 +55,7 @@ def parse() -> argparse.Namespace:
 def run_ours(args, train_pairs, tmp: str, packing: bool) -> tuple[float, RewardModel]:
     cfg = RewardTrainConfig(model=args.model, out=f"{tmp}/ours-{packing}", max_length=args.max_length,
                             batch_size=args.batch_size, lr=args.lr, max_steps=args.steps, warmup_ratio=0.0,
-                            scheduler=args.scheduler, freeze_layers=args.freeze_layers, dtype=args.dtype, packing=packing, seed=args.seed,
+                            lr_schedule=args.scheduler, freeze_layers=args.freeze_layers, dtype=args.dtype, packing=packing, seed=args.seed,
                             progress=False, log_every=10**9)
     trainer = RewardModelTrainer(cfg, train_pairs=train_pairs).setup()
     start = time.perf_counter()
@@ -108,13 +108,13 @@ def main() -> None:
         for name in args.variants.split(","):
             if name == "trl":
                 tok = RewardModel.from_backbone(args.model).tokenizer
-                seconds, model = run_trl(args, tokenize_pairs(pairs, tok, args.max_length), tmp)
+                seconds, model = run_trl(args, tokenize_reward_pairs(tok, pairs, args.max_length), tmp)
             else:
                 seconds, model = run_ours(args, pairs, tmp, packing=name == "ours")
-            test_tok = tokenize_pairs(test_pairs, model.tokenizer, args.max_length)
+            test_tok = tokenize_reward_pairs(model.tokenizer, test_pairs, args.max_length)
             chosen, rejected = score_pairs(model, test_tok, batch_size=16, packed=True, dtype=args.dtype)
             margins = (chosen.mean(1) - rejected.mean(1)).tolist()
-            summary = summarize(margins, [t.chosen_chars for t in test_tok], [t.rejected_chars for t in test_tok])
+            summary = summarize(margins, [t.completion_chars[0] for t in test_tok], [t.completion_chars[1] for t in test_tok])
             summary["_correct"] = [m > 0 for m in margins]
             correct[name] = summary.pop("_correct")
             results[name] = {"seconds": round(seconds, 1), "pairs_per_s": round(len(pairs) / seconds, 3),

@@ -6,7 +6,7 @@ bf16 margins then track the fp32 ones."""
 import torch
 
 from rlhfkit.models import tiny_causal_lm
-from rlhfkit.trainers import loop
+from rlhfkit.models.numerics import snap_to_bf16_grid
 from rlhfkit.trainers.dpo import DPOConfig, DPOTrainer
 
 torch.set_num_threads(1)
@@ -64,7 +64,7 @@ def test_midpoint_weights_are_a_real_trap_and_snapping_removes_it():
 def test_snap_is_idempotent_and_counts():
     model, _ = tiny_causal_lm(seed=1)
     put_on_bf16_midpoints(model)
-    assert loop.snap_to_bf16_grid(model) > 0
-    assert loop.snap_to_bf16_grid(model) == 0
+    assert snap_to_bf16_grid(model) > 0
+    assert snap_to_bf16_grid(model) == 0
     for p in model.parameters():
         assert torch.equal(p, p.to(torch.bfloat16).float())

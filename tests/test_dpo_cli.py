@@ -55,9 +55,14 @@ def test_sft_cli(tmp_path):
 def test_recipe_precedence_defaults_yaml_cli(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("beta: 0.3\nlr: 5e-7\nloss: ipo\ndata: a.jsonl\n")
-    cfg, run = merge(DPOConfig, dpo_cmd.RUN_DEFAULTS, read_recipe(recipe), {"beta": 0.7, "loss": None}, recipe)
+    cfg = merge(DPOConfig, read_recipe(recipe), {"beta": 0.7, "loss": None}, recipe, "dpo")
     assert cfg.beta == 0.7 and cfg.loss == "ipo" and cfg.lr == 5e-7 and cfg.batch_size == 4
-    assert run["data"] == "a.jsonl" and run["model"] == "smollm2-135m"
+    assert cfg.data == "a.jsonl" and cfg.model == "smollm2-135m"
+    recipe.write_text("trainer: sft\nlr: 1e-3\n")
+    from rlhfkit.data.errors import DataError
+
+    with pytest.raises(DataError, match="for `sft`, not `dpo`"):
+        merge(DPOConfig, read_recipe(recipe), {}, recipe, "dpo")
 
 
 def test_bad_recipe_key_and_bad_loss_are_clear_errors(tmp_path):
@@ -73,20 +78,13 @@ def test_bad_recipe_key_and_bad_loss_are_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_every_recipe_loads(path):
-    from rlhfkit.trainers.sft import SFTConfig
+    from rlhfkit.commands.recipe import recipe_trainer
+    from rlhfkit.trainers.registry import TRAINERS
 
-    if path.name.startswith("reward"):
-        # Reward recipes belong to `rlhfkit reward train` and its config.
-        from rlhfkit.trainers.reward_model import RewardTrainConfig
-
-        assert merge(RewardTrainConfig, {}, read_recipe(path), {}, path)[0].model
-        return
     recipe = read_recipe(path)
-    cls, defaults = (SFTConfig, sft_cmd.RUN_DEFAULTS) if path.name.startswith("sft") else (DPOConfig, dpo_cmd.RUN_DEFAULTS)
-    cfg, run = merge(cls, defaults, recipe, {}, path)
-    if cls is DPOConfig:
-        cfg.validate()
-    assert run["data"] and run["model"]
+    entry = TRAINERS[recipe_trainer(recipe, path)]  # the recipe names its trainer
+    cfg = merge(entry.config, recipe, {}, path, entry.name).validate()
+    assert cfg.data and cfg.model
 
 
 def test_recipes_exist():
@@ -109,8 +107,8 @@ def test_every_module_imports():
     import importlib
 
     for name in ["rlhfkit.losses.dpo", "rlhfkit.losses.kto", "rlhfkit.trainers.dpo", "rlhfkit.trainers.sft",
-                 "rlhfkit.trainers.dpo_eval", "rlhfkit.trainers.loop", "rlhfkit.trainers.packing",
-                 "rlhfkit.trainers.logprobs", "rlhfkit.commands.dpo", "rlhfkit.commands.sft", "rlhfkit.commands.recipe"]:
+                 "rlhfkit.eval.policy_eval", "rlhfkit.trainers.loop", "rlhfkit.packing",
+                 "rlhfkit.models.logprobs", "rlhfkit.commands.dpo", "rlhfkit.commands.sft", "rlhfkit.commands.recipe"]:
         importlib.import_module(name)
 
 

@@ -64,9 +64,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     full = make(cfg, tmp_path / "full")
     full.train()
     part = make(cfg, tmp_path / "part")
-    part.train(until=3)  # "killed" after step 3
+    part.train(stop_after=3)  # "killed" after step 3
     resumed = make(cfg, tmp_path / "part")  # fresh process: same init, reference from the cache
-    hist = resumed.train(resume=True)
+    hist = resumed.train()  # resumes from part/checkpoint (cfg.resume is on by default)
     assert [h["step"] for h in hist] == [4, 5, 6, 7, 8]
     assert torch.equal(flat_params(full.model), flat_params(resumed.model))
     assert [h["loss"] for h in full.history[3:]] == [h["loss"] for h in hist]

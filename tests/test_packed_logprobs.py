@@ -7,8 +7,8 @@ torch.set_num_threads(1)  # tiny models: threads only contend on this shared 2-c
 
 from rlhfkit.models import tiny_causal_lm
 from rlhfkit.schema import PreferencePair
-from rlhfkit.trainers.packing import Segment, collate_pairs, collate_rows, tokenize_pairs
-from rlhfkit.trainers.logprobs import completion_logps
+from rlhfkit.models.logprobs import completion_logps
+from rlhfkit.packing import Segment, collate_pairs, collate_rows, tokenize_pairs
 
 PAIRS = [
     PreferencePair(prompt="What is 2+2?", chosen=" 4, of course.", rejected=" five"),

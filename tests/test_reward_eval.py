@@ -61,7 +61,7 @@ def test_recipe_loads_and_cli_overrides_it(tmp_path):
     from rlhfkit.trainers.reward_model import RewardTrainConfig
 
     def build(path=None, **cli):
-        return merge(RewardTrainConfig, {}, read_recipe(path), cli, path)[0]
+        return merge(RewardTrainConfig, read_recipe(path), cli, path, "reward")
 
     recipe = ROOT / "recipes" / "reward-hh.yaml"
     cfg = build(recipe)

@@ -8,12 +8,7 @@ import torch
 from rlhfkit.models import save_tiny
 from rlhfkit.models.reward_model import RewardEnsemble, RewardModel, ensemble_summary
 from rlhfkit.schema import PreferencePair
-from rlhfkit.trainers.batching import (
-    collate_packed,
-    collate_plain,
-    tokenize_pairs,
-    truncate_pair,
-)
+from rlhfkit.packing import collate_pairs, tokenize_reward_pairs, truncate_keep_prompt_end
 
 PAIRS = [
     PreferencePair(prompt="\n\nHuman: how do I bake bread?\n\nAssistant:", chosen=" Mix flour, water, yeast.",
@@ -39,13 +34,14 @@ def rm(tiny_dir):
 
 
 def test_packed_scores_equal_plain_scores(rm):
-    toks = tokenize_pairs(PAIRS, rm.tokenizer, max_length=64)
+    toks = tokenize_reward_pairs(rm.tokenizer, PAIRS, max_length=64)
     pad = rm.tokenizer.pad_token_id
     with torch.no_grad():
-        c1, r1 = rm.pair_rewards(collate_plain(toks, pad), packed=False)
-        c2, r2 = rm.pair_rewards(collate_packed(toks, pad), packed=True)
-        # each pair alone, no padding at all
-        alone = torch.cat([rm.pair_rewards(collate_plain([t], pad), packed=False)[0] for t in toks])
+        c1, r1 = rm.pair_rewards(collate_pairs(toks, pad, shared_prompt=False))
+        c2, r2 = rm.pair_rewards(collate_pairs(toks, pad, shared_prompt=True))
+        # each pair alone, no padding at all, through the plain transformers-style forward
+        alone = torch.cat([rm(torch.tensor([t.prompt_ids + t.chosen_ids]),
+                              torch.ones(1, len(t.prompt_ids) + len(t.chosen_ids), dtype=torch.long)) for t in toks])
     torch.testing.assert_close(c2, c1, atol=1e-5, rtol=0)
     torch.testing.assert_close(r2, r1, atol=1e-5, rtol=0)
     torch.testing.assert_close(c1, alone, atol=1e-5, rtol=0)
@@ -96,10 +92,10 @@ def test_multi_head_ensemble_and_separate_members(tiny_dir):
     heads = RewardModel.from_backbone(tiny_dir, n_heads=3).eval()
     with torch.no_grad():
         heads.head.weight.normal_(0, 1.0)
-    toks = tokenize_pairs(PAIRS, heads.tokenizer, max_length=64)
-    batch = collate_packed(toks, heads.tokenizer.pad_token_id)
+    toks = tokenize_reward_pairs(heads.tokenizer, PAIRS, max_length=64)
+    batch = collate_pairs(toks, heads.tokenizer.pad_token_id)
     with torch.no_grad():
-        c, r = heads.pair_rewards(batch, packed=True)
+        c, r = heads.pair_rewards(batch)
     assert c.shape == (3, 3)
     s = ensemble_summary(c, r)
     margins = (c - r).tolist()
@@ -116,17 +112,17 @@ def test_multi_head_ensemble_and_separate_members(tiny_dir):
         with torch.no_grad():
             m.head.weight.copy_(heads.head.weight[h : h + 1])
         members.append(m)
-    ce, re_ = RewardEnsemble(members).pair_rewards(batch, packed=True)
+    ce, re_ = RewardEnsemble(members).pair_rewards(batch)
     torch.testing.assert_close(ce, c[:, [0, 2]], atol=1e-6, rtol=0)
     torch.testing.assert_close(re_, r[:, [0, 2]], atol=1e-6, rtol=0)
     assert ensemble_summary(ce[:, :1], re_[:, :1])["disagreement"].abs().max() == 0
 
 
 def test_truncation_keeps_prompt_end_and_response_start():
-    p, c, r = truncate_pair(list(range(100)), [1000 + i for i in range(10)], [2000 + i for i in range(30)], 40)
+    p, (c, r) = truncate_keep_prompt_end(list(range(100)), [[1000 + i for i in range(10)], [2000 + i for i in range(30)]], 40)
     assert r == [2000 + i for i in range(30)] and c == [1000 + i for i in range(10)]
     assert p == list(range(90, 100))  # left-truncated to 40 - 30
-    p, c, r = truncate_pair(list(range(100)), [1] * 5, [2] * 80, 40)
+    p, (c, r) = truncate_keep_prompt_end(list(range(100)), [[1] * 5, [2] * 80], 40)
     assert len(r) == 30 and p == list(range(90, 100))  # response capped at 40 - 40 // 4
     assert max(len(p) + len(c), len(p) + len(r)) <= 40
 

@@ -39,14 +39,17 @@ def _cfg(tiny_dir, out, **kw) -> RewardTrainConfig:
 
 
 def _grads_of_first_step(tiny_dir, out, **kw) -> tuple[dict, dict]:
-    trainer = RewardModelTrainer(_cfg(tiny_dir, out, grad_clip=0.0, **kw), train_pairs=toy_pairs(16)).setup()
+    from rlhfkit.trainers import loop
+
+    trainer = RewardModelTrainer(_cfg(tiny_dir, out, max_grad_norm=0.0, **kw), train_pairs=toy_pairs(16)).setup()
+    optimizer = loop.adamw(loop.trainable_parameters(trainer.model), 1e-3, 0.0)
     captured = {}
 
     def capture(*a, **k):
         captured.update({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
 
-    trainer.optimizer.step = capture
-    metrics = trainer.train_step(trainer.batch_for_step(0))
+    optimizer.step = capture
+    metrics = loop.train_step(trainer, optimizer, 0)
     return captured, metrics
 
 
@@ -69,8 +72,8 @@ def test_killed_and_resumed_run_reproduces_losses(tiny_dir, tmp_path):
     first.train(stop_after=3)  # "killed" after step 3; the last checkpoint is at step 2
     resumed = RewardModelTrainer(_cfg(tiny_dir, tmp_path / "cut", max_steps=5, resume=True),
                                  train_pairs=pairs).setup()
-    assert resumed.step == 2
-    resumed_losses = [h["loss"] for h in resumed.train()]
+    assert [h["step"] for h in resumed.train()] == [3, 4, 5]  # continued from the step-2 checkpoint
+    resumed_losses = [h["loss"] for h in resumed.history]
     assert resumed_losses == full_losses  # exact, step for step
     for (n, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.equal(p, q), n
@@ -90,7 +93,7 @@ def test_trainer_learns_toy_task_and_saves_loadable_model(tiny_dir, tmp_path):
     assert summary["accuracy"] >= 0.9
     out = trainer.save(summary)
     assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
-    assert (out / "train_log.jsonl").read_text().count("eval_accuracy") >= 2
+    assert (out / "metrics.jsonl").read_text().count("eval_accuracy") >= 2
 
 
 def test_bf16_lora_and_freeze_options_run(tiny_dir, tmp_path):

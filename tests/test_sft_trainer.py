@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlhfkit.models import tiny_causal_lm
-from rlhfkit.trainers.logprobs import completion_logps
+from rlhfkit.models.logprobs import completion_logps
 from rlhfkit.trainers.sft import SFTConfig, SFTExample, SFTTrainer, pack_rows, read_sft_examples
 
 torch.set_num_threads(1)

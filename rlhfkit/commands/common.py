@@ -1,4 +1,4 @@
-"""Small helpers shared by CLI commands: console, progress bars, turning errors into messages."""
+"""Small helpers shared by CLI commands: console, logging, turning errors into messages."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import logging
 from typing import Iterator
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True, soft_wrap=True)
+from rlhfkit.progress import console, progress  # noqa: F401  (the commands' console and bar)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -25,25 +23,15 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Known bad-input errors become one clear line and exit code 2, never a traceback."""
+    """Known bad-input errors become one clear line and exit code 2, never a traceback.
+    (ValueError is how configs and data checks refuse bad settings.)"""
     from rlhfkit.data.errors import DataError
     from rlhfkit.models.sources import ModelSourceError
 
     try:
         yield
-    except (DataError, ModelSourceError, FileNotFoundError) as err:
+    except (DataError, ModelSourceError, FileNotFoundError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfkit.commands.common import console, progress_bar, user_errors
+from rlhfkit.commands.common import console, progress, user_errors
 
 
 def partial_path(out: Path) -> Path:
@@ -59,15 +59,15 @@ def generate(
     # Seed per resumed position so a resumed run does not repeat the samples already drawn.
     cfg.seed = seed + len(done)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with partial.open("a", encoding="utf-8") as sink, progress_bar() as bar:
-        task = bar.add_task("generating", total=len(records), completed=len(records) - len(todo))
+    with partial.open("a", encoding="utf-8") as sink, \
+            progress(len(records), "generating", start=len(records) - len(todo)) as advance:
 
         def save(item):
             sink.write(item.model_dump_json(exclude_none=True) + "\n")
             sink.flush()
 
         generate_items(policy, tokenizer, todo, cfg, model_name=str(model), on_item=save,
-                       on_batch=lambda k: bar.advance(task, k))
+                       on_batch=lambda k: advance(n=k))
     partial.replace(out)
     count = sum(1 for _ in out.open(encoding="utf-8"))
     console.print(f"wrote {count} items ({n} samples per prompt asked) to {out}")

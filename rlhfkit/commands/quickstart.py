@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfkit.commands.common import console, progress_bar, user_errors
+from rlhfkit.commands.common import console, progress, user_errors
 
 
 def quickstart(
@@ -44,10 +44,9 @@ def quickstart(
         records = read_prompts(Path(str(prompts_file)))
     cfg = SamplingConfig(n=n, max_new_tokens=max_new_tokens, batch_size=4, seed=seed)
     stats = GenerationStats()
-    with progress_bar() as bar:
-        task = bar.add_task("generating", total=len(records))
+    with progress(len(records), "generating") as advance:
         items = generate_items(policy, tokenizer, records, cfg, model_name=model, stats=stats,
-                               on_batch=lambda k: bar.advance(task, k))
+                               on_batch=lambda k: advance(n=k))
     write_items(out, items)
     summarise(items, stats)
     console.print(f"samples written to {out} (our schema; next: `rlhfkit data stats` / the annotation app)")

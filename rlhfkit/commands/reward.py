@@ -1,7 +1,8 @@
 """`rlhfkit reward ...`: train and evaluate reward models on preference pairs.
 
 Registered in cli.py with ``app.add_typer(reward.app, name="reward")``. torch and
-transformers are imported inside the commands, so ``rlhfkit --help`` stays instant.
+transformers are imported inside the commands, so ``rlhfkit --help`` stays instant; the
+``train`` flags are generated from ``RewardTrainConfig``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Optional
 import typer
 
 from rlhfkit.commands.common import console, user_errors
+from rlhfkit.commands.options import config_command
+from rlhfkit.trainers.config import RewardTrainConfig
 
 app = typer.Typer(help="Train and evaluate reward models on human preference pairs.", no_args_is_help=True)
 
@@ -25,41 +28,16 @@ def _write_json(path: Path, data: dict) -> None:
         fh.write(json.dumps(data, indent=2) + "\n")
 
 
-@app.command()
-def train(
-    data: Optional[str] = typer.Option(None, "--data", help="training pairs (our JSONL, TRL formats or Anthropic HH)"),
-    eval_data: Optional[str] = typer.Option(None, "--eval", help="held-out pairs, evaluated periodically and at the end"),
-    model: Optional[str] = typer.Option(None, "--model", help="backbone: smollm2-135m, an HF folder or a .gguf"),
-    out: Optional[str] = typer.Option(None, "--out", help="output folder (loads with AutoModelForSequenceClassification)"),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="YAML of config fields; CLI flags override it"),
-    max_length: Optional[int] = typer.Option(None, help="max tokens of prompt + response (prompt cut from the left)"),
-    batch_size: Optional[int] = typer.Option(None, help="pairs per micro-batch"),
-    grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimiser step"),
-    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
-    epochs: Optional[float] = typer.Option(None, help="passes over the data"),
-    max_steps: Optional[int] = typer.Option(None, help="optimiser steps (overrides --epochs when > 0)"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 or bf16 (autocast)"),
-    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="one row per pair, prompt computed once"),
-    n_heads: Optional[int] = typer.Option(None, help="ensemble heads on one backbone"),
-    lora_r: Optional[int] = typer.Option(None, help="LoRA rank (0 = full fine-tuning); merged on save"),
-    freeze_layers: Optional[int] = typer.Option(None, help="freeze embeddings + first N layers"),
-    label_smoothing: Optional[float] = typer.Option(None, help="Bradley-Terry label smoothing"),
-    eval_every: Optional[int] = typer.Option(None, help="evaluate every N steps"),
-    save_every: Optional[int] = typer.Option(None, help="checkpoint every N steps"),
-    seed: Optional[int] = typer.Option(None, help="random seed"),
-    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="continue from OUT/checkpoint"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="show a progress bar"),
-) -> None:
-    """Train a Bradley-Terry reward model; precedence: defaults < --recipe YAML < flags.
+TRAIN_HELP = """Train a Bradley-Terry reward model; precedence: defaults < --recipe YAML < flags.
 
-    Example: rlhfkit reward train --data hh/train.jsonl --eval hh/test.jsonl --model smollm2-135m --out runs/rm
-    """
-    flags = {k: v for k, v in locals().items() if k != "recipe"}  # first line: only the options
-    from rlhfkit.commands.recipe import merge, read_recipe
-    from rlhfkit.trainers.reward_model import RewardTrainConfig, train_reward_model
+Example: rlhfkit reward train --data hh/train.jsonl --eval hh/test.jsonl --model smollm2-135m --out runs/rm
+"""
+
+
+def run_train(cfg) -> None:
+    from rlhfkit.trainers.reward_model import train_reward_model
 
     with user_errors():
-        cfg, _ = merge(RewardTrainConfig, {}, read_recipe(recipe), flags, recipe)
         if not cfg.data:
             raise typer.BadParameter("give --data (or `data:` in the recipe)")
         out_dir, summary = train_reward_model(cfg)
@@ -68,6 +46,9 @@ def train(
         _write_json(out_dir / "eval.json", summary)
         lo, hi = summary["accuracy_ci95"]
         console.print(f"eval accuracy {summary['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}), ECE {summary['ece']:.3f}")
+
+
+app.command("train", help=TRAIN_HELP)(config_command(RewardTrainConfig, run_train, "reward"))
 
 
 @app.command("eval")
@@ -87,7 +68,7 @@ def evaluate(
     from rlhfkit.data import load_pairs
     from rlhfkit.eval.reward_eval import evaluate_model
     from rlhfkit.models.reward_model import RewardModel
-    from rlhfkit.trainers.batching import tokenize_pairs
+    from rlhfkit.packing import tokenize_reward_pairs
 
     with user_errors():
         if not Path(model).is_dir():
@@ -95,7 +76,7 @@ def evaluate(
         rm = RewardModel.load(model)
         pairs = load_pairs(data)
         length = max_length or int(rm.meta.get("max_length", 512))
-        summary = evaluate_model(rm, tokenize_pairs(pairs, rm.tokenizer, length), batch_size,
+        summary = evaluate_model(rm, tokenize_reward_pairs(rm.tokenizer, pairs, length), batch_size,
                                  packed=True, dtype=dtype, n_boot=n_boot)
     summary.update(model=str(model), data=str(data), max_length=length)
     path = out or Path(model) / f"eval-{Path(data).stem}.json"

@@ -3,57 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-RUN_DEFAULTS = {"model": "smollm2-135m", "data": None, "out": "runs/sft", "limit": 0}
+from rlhfkit.commands.options import config_command
+from rlhfkit.trainers.config import SFTConfig
 
-app = typer.Typer()  # help: the docstring of sft() below, with its example
+HELP = """Fine-tune a causal LM on (prompt, completion) examples; writes a HF folder to OUT.
+
+Example: rlhfkit sft --data sft.jsonl --model smollm2-135m --epochs 1 --out runs/sft
+
+Data: {prompt, completion}, {messages} (the last assistant message is the completion), or any
+preference file (the chosen answer is the completion). Precedence: defaults < --recipe < flags.
+"""
 
 
-@app.callback(invoke_without_command=True)
-def sft(
-    data: Optional[Path] = typer.Option(None, help="JSONL: {prompt, completion}, {messages}, or preference pairs"),
-    model: Optional[str] = typer.Option(None, help="alias (smollm2-135m), HF folder, .gguf, or hub id"),
-    out: Optional[Path] = typer.Option(None, help="output HF folder (+ metrics.jsonl)"),
-    recipe: Optional[Path] = typer.Option(None, help="YAML recipe; CLI flags override it"),
-    lr: Optional[float] = typer.Option(None, help="learning rate (default 2e-5)"),
-    epochs: Optional[int] = typer.Option(None, help="passes over the data"),
-    max_steps: Optional[int] = typer.Option(None, help="stop after N optimiser steps"),
-    batch_size: Optional[int] = typer.Option(None, help="rows per micro-batch"),
-    grad_accum: Optional[int] = typer.Option(None, help="micro-batches per optimiser step"),
-    max_length: Optional[int] = typer.Option(None, help="max tokens per (packed) row"),
-    packing: Optional[bool] = typer.Option(None, "--packing/--no-packing", help="pack short examples into rows"),
-    dtype: Optional[str] = typer.Option(None, help="fp32 | bf16 | auto (bf16 only where native)"),
-    seed: Optional[int] = typer.Option(None, help="seed"),
-    limit: Optional[int] = typer.Option(None, help="use only the first N examples (0: all)"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
-) -> None:
-    """Fine-tune a causal LM on (prompt, completion) examples; writes a HF folder to OUT.
-
-    Example: rlhfkit sft --data sft.jsonl --model smollm2-135m --epochs 1 --out runs/sft
-    """
-    given = dict(locals())  # the flags, before any other local exists
-    from rlhfkit.commands.recipe import merge, read_recipe
-    from rlhfkit.data.errors import DataError
+def run_sft(cfg: SFTConfig) -> Path:
+    from rlhfkit.commands.common import console, user_errors
     from rlhfkit.models import load_causal_lm
-    from rlhfkit.models.sources import ModelSourceError
-    from rlhfkit.trainers.sft import SFTConfig, SFTTrainer, read_sft_examples
+    from rlhfkit.trainers.sft import SFTTrainer, read_sft_examples
 
-    cli = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if k not in ("recipe", "progress")}
-    try:
-        cfg, run = merge(SFTConfig, RUN_DEFAULTS, read_recipe(recipe), cli, recipe)
-        if not run["data"]:
+    with user_errors():
+        cfg.validate()
+        if not cfg.data:
             raise ValueError("--data (or 'data:' in the recipe) is required")
-        examples = read_sft_examples(run["data"])
-        examples = examples[: run["limit"]] if run["limit"] else examples
-        policy, tokenizer = load_causal_lm(run["model"], dtype="fp32")
-    except (DataError, ModelSourceError, ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    trainer = SFTTrainer(policy, tokenizer, cfg, out_dir=Path(run["out"]), show_progress=progress)
-    trainer.setup(examples)
-    hist = trainer.train()
+        examples = read_sft_examples(cfg.data)
+        examples = examples[: cfg.limit] if cfg.limit else examples
+        policy, tokenizer = load_causal_lm(cfg.model, dtype="fp32")
+        trainer = SFTTrainer(policy, tokenizer, cfg, out_dir=Path(cfg.out)).setup(examples)
+    trainer.train()
     folder = trainer.save()
-    typer.echo(f"saved {folder} after {trainer.step} steps; final loss {hist[-1]['loss']:.4f}")
+    final = trainer.history[-1]["loss"] if trainer.history else float("nan")
+    console.print(f"saved {folder} after {trainer.step} steps; final loss {final:.4f}")
+    return folder
+
+
+app = typer.Typer()
+app.callback(invoke_without_command=True, help=HELP)(config_command(SFTConfig, run_sft, "sft"))

@@ -25,3 +25,30 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder to write into; on success each file in it is moved into
+    ``path`` by rename, so a crash part-way leaves the previous files, never half-written ones.
+
+    Files already in ``path`` that are not rewritten stay (a run folder also holds metrics and
+    checkpoints next to the model files).
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+        for child in tmp.iterdir():
+            target = path / child.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(child, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -87,37 +87,15 @@ def summarize(margins: Sequence[float], chosen_len: Sequence[int], rejected_len:
     return out
 
 
-def score_pairs(model, tokenized, batch_size: int = 16, packed: bool = True, dtype: str = "fp32"):
-    """(chosen (N, H), rejected (N, H)) rewards for TokenizedPairs, in the input order."""
-    import torch
-
-    from rlhfkit.trainers.batching import collate_packed, collate_plain
-
-    collate = collate_packed if packed else collate_plain
-    pad = model.tokenizer.pad_token_id
-    order = sorted(range(len(tokenized)), key=lambda i: tokenized[i].packed_len)  # little padding
-    chosen, rejected = [None] * len(tokenized), [None] * len(tokenized)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            c, r = model.pair_rewards(collate([tokenized[i] for i in idx], pad), packed=packed)
-            for j, i in enumerate(idx):
-                chosen[i], rejected[i] = c[j], r[j]
-    model.train(was_training)
-    return torch.stack(chosen), torch.stack(rejected)
-
-
 def evaluate_model(model, tokenized, batch_size: int = 16, packed: bool = True, dtype: str = "fp32",
                    n_boot: int = 2000) -> dict:
     """Score pairs and summarise; with several heads, the mean head is the reward."""
-    from rlhfkit.models.reward_model import ensemble_summary
+    from rlhfkit.models.reward_model import ensemble_summary, score_pairs
 
     chosen, rejected = score_pairs(model, tokenized, batch_size, packed, dtype)
     s = ensemble_summary(chosen, rejected)
-    summary = summarize(s["margin"].tolist(), [t.chosen_chars for t in tokenized],
-                        [t.rejected_chars for t in tokenized],
+    summary = summarize(s["margin"].tolist(), [t.completion_chars[0] for t in tokenized],
+                        [t.completion_chars[1] for t in tokenized],
                         s["disagreement"].tolist() if chosen.shape[1] > 1 else None, n_boot=n_boot)
     summary["n_heads"] = chosen.shape[1]
     return summary

@@ -10,7 +10,8 @@ What we do differently from calling that model directly (speed, not maths):
 - the head is applied only to the hidden states we read (2 rows per pair), never to every token
   and never through the 49k-word LM head;
 - the last token is found from the attention mask, so a pad token that equals EOS is harmless;
-- ``forward_packed`` runs [prompt, chosen, rejected] as one row (see trainers/batching.py).
+- ``rewards`` runs rows of segments, e.g. [prompt, chosen, rejected] as one row, so the prompt
+  is computed once (see ``rlhfkit/packing.py``).
 
 Ensembles: ``n_heads`` > 1 gives N linear heads on one shared backbone (cheap; their spread
 only measures head disagreement, as the backbone is shared). ``RewardEnsemble`` combines N
@@ -84,15 +85,16 @@ class RewardModel(nn.Module):
         return self
 
     def save(self, out, extra_meta: dict | None = None) -> Path:
-        """Write a transformers-loadable folder (LoRA merged) plus our metadata."""
+        """Write a transformers-loadable folder (LoRA merged) plus our metadata, atomically."""
+        from rlhfkit.data.atomic import atomic_dir
+
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        net = self.plain_net()
-        net.save_pretrained(out)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(out)
-        meta = {**self.meta, **(extra_meta or {})}
-        (out / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        with atomic_dir(out) as tmp:
+            self.plain_net().save_pretrained(tmp)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(tmp)
+            meta = {**self.meta, **(extra_meta or {})}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return out
 
     def plain_net(self):
@@ -136,20 +138,24 @@ class RewardModel(nn.Module):
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         return self.head(hidden[rows, last_index]).float()  # (B, H)
 
-    def forward_packed(self, input_ids, attention_mask, position_ids, chosen_index, rejected_index):
-        """(chosen rewards (B, H), rejected rewards (B, H)) from rows [prompt, chosen, rejected]."""
-        hidden = self._hidden(input_ids, attention_mask, position_ids)  # (B, T, D)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        picked = torch.cat([hidden[rows, chosen_index], hidden[rows, rejected_index]])  # (2B, D)
-        rewards = self.head(picked).float()  # (2B, H)
-        return rewards[: len(rows)], rewards[len(rows):]
+    def rewards(self, batch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(S, H) rewards of every scored segment of a ``PackedBatch`` (``rlhfkit.packing``),
+        read at the segment's last token, in output-sequence order.
 
-    def pair_rewards(self, batch: dict, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(chosen (B, H), rejected (B, H)) from a batch made by collate_packed / collate_plain."""
-        if packed:
-            return self.forward_packed(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                                       batch["chosen_index"], batch["rejected_index"])
-        rewards = self(batch["input_ids"], batch["attention_mask"], batch["last_index"])  # (2B, H)
+        The batch is moved to the model's device and bf16 autocast runs on that device's type.
+        """
+        from rlhfkit.models.logprobs import autocast_context, model_device, packed_hidden_states
+
+        device = model_device(self)
+        batch = batch.to(device)
+        with autocast_context(dtype, device):
+            hidden = packed_hidden_states(self.backbone, batch, dtype)  # (B, T, D)
+            picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.last_index)  # (S, D)
+            return self.head(picked).float()  # (S, H)
+
+    def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen (B, H), rejected (B, H)) from a batch of pairs made by ``collate_pairs``."""
+        rewards = self.rewards(batch, dtype)  # (2B, H)
         half = rewards.shape[0] // 2
         return rewards[:half], rewards[half:]
 
@@ -178,6 +184,27 @@ class RewardEnsemble:
         self.members = members
 
     @torch.no_grad()
-    def pair_rewards(self, batch: dict, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [m.pair_rewards(batch, packed) for m in self.members]
+    def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [m.pair_rewards(batch, dtype) for m in self.members]
         return torch.cat([c for c, _ in outs], dim=1), torch.cat([r for _, r in outs], dim=1)
+
+
+def score_pairs(model, tokenized, batch_size: int = 16, packed: bool = True, dtype: str = "fp32"):
+    """(chosen (N, H), rejected (N, H)) rewards of tokenised pairs (``rlhfkit.packing``), in input
+    order, on the model's device (bf16 autocast there when ``dtype`` is bf16)."""
+    from rlhfkit.packing import collate_pairs
+
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    pad = model.tokenizer.pad_token_id
+    order = sorted(range(len(tokenized)), key=lambda i: tokenized[i].packed_len)  # little padding
+    chosen, rejected = [None] * len(tokenized), [None] * len(tokenized)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            c, r = model.pair_rewards(collate_pairs([tokenized[i] for i in idx], pad, packed), torch_dtype)
+            for j, i in enumerate(idx):
+                chosen[i], rejected[i] = c[j].cpu(), r[j].cpu()
+    model.train(was_training)
+    return torch.stack(chosen), torch.stack(rejected)

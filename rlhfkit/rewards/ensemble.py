@@ -42,13 +42,12 @@ def pair_disagreement(members: list, pairs: list[PreferencePair], max_length: in
     """Disagreement (P,) of the members' margins over pairs; needs >= 2 heads in total."""
     import torch
 
-    from rlhfkit.eval.reward_eval import score_pairs
-    from rlhfkit.models.reward_model import ensemble_summary
-    from rlhfkit.trainers.batching import tokenize_pairs
+    from rlhfkit.models.reward_model import ensemble_summary, score_pairs
+    from rlhfkit.packing import tokenize_reward_pairs
 
     chosen, rejected = [], []
     for member in members:
-        tokenized = tokenize_pairs(pairs, member.tokenizer, max_length)
+        tokenized = tokenize_reward_pairs(member.tokenizer, pairs, max_length)
         c, r = score_pairs(member, tokenized, batch_size=batch_size)  # (P, H) each
         chosen.append(c)
         rejected.append(r)

@@ -1,57 +1,79 @@
-"""Pieces every gradient-based trainer here shares: optimiser and schedule, bf16 grid snapping,
-checkpoints that resume exactly, per-step metrics (JSONL + progress bar), HF-folder export."""
+"""The one training loop: every gradient-based trainer (reward model, SFT, DPO family, online RL)
+plugs into ``fit`` through a small interface instead of re-implementing the plumbing.
+
+A trainer provides (``Trainer`` protocol):
+
+- ``model`` (its trainable parameters are optimised) and ``cfg`` (a ``TrainConfig``);
+- ``total_steps()`` and ``batch_for_step(step)``: the indices of one optimiser step's examples,
+  a pure function of (seed, step) so a resumed run sees exactly the batches of the uninterrupted
+  one (online trainers may sample here, from RNG state the checkpoint restores);
+- ``micro_batches(indices)``: ``[(batch, weight), ...]``; the loop scales each micro-batch's mean
+  loss by ``weight / sum(weights)`` so the accumulated gradient equals the full batch's
+  (``weight`` = pairs, total pair weight, or scored tokens, whatever the loss averages over);
+- ``loss(batch) -> (loss, metrics)``: forward + the pure loss function;
+- optionally ``evaluate() -> dict``, ``after_step(record)``, ``state_dict()/load_state_dict()``
+  for state the trainer keeps between steps (a KL controller, a rollout buffer).
+
+``fit`` owns seeding, the optimiser (fused AdamW over trainable parameters), the learning-rate
+schedule (constant, linear or cosine, each with linear warm-up, exactly as transformers'
+``get_*_schedule_with_warmup``), gradient accumulation, clipping, JSONL metrics
+(``out/metrics.jsonl``), the progress bar, periodic evaluation and atomic checkpoints
+(``out/checkpoint/state.pt``) that resume exactly.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import random
-import shutil
-import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
+from rlhfkit.trainers.config import SCHEDULES, TrainConfig
+CHECKPOINT = Path("checkpoint") / "state.pt"
+# config fields that may change between a run and its resumption
+RESUMABLE_CHANGES = {"progress", "resume", "max_steps", "epochs", "save_every", "log_every", "eval_every",
+                     "out", "eval_data"}
+
+
+class Trainer(Protocol):
+    model: torch.nn.Module
+    cfg: TrainConfig
+
+    def total_steps(self) -> int: ...
+    def batch_for_step(self, step: int) -> list[int]: ...
+    def micro_batches(self, indices: list[int]) -> list[tuple[Any, float]]: ...
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict]: ...
+
 
 # --------------------------------------------------------------------------- numerics
-@torch.no_grad()
-def snap_to_bf16_grid(model: torch.nn.Module) -> int:
-    """Round every floating parameter to the nearest bf16 value (kept in its fp32 storage).
-
-    Why: under bf16 autocast each fp32 master weight is rounded to bf16 on every forward. A
-    weight lying exactly halfway between two bf16 values (about 8% of GGUF-dequantised SmolLM2
-    weights) rounds to the even neighbour; the first optimiser step, however tiny, moves it off
-    the midpoint and it then rounds to the *other* neighbour. All of them flip at once and the
-    policy/reference log-prob gap jumps by ~9 nats that no gradient asked for. Snapping once,
-    before the reference log-probs are taken, makes the fp32 masters equal to what bf16 sees,
-    so small updates move the bf16 view smoothly. Returns the number of weights changed.
-    """
-    changed = 0
-    for p in model.parameters():
-        if p.is_floating_point() and p.dtype != torch.bfloat16:
-            snapped = p.to(torch.bfloat16).to(p.dtype)
-            changed += int((snapped != p).sum())
-            p.copy_(snapped)
-    return changed
-
-
 def adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with the fused kernel (what transformers' Trainer, hence TRL, uses by default on
     torch >= 2.8): one pass over parameters, gradients and moments instead of several."""
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def warmup_steps_of(cfg: TrainConfig, total_steps: int) -> int:
+    return cfg.warmup_steps if cfg.warmup_steps > 0 else math.ceil(cfg.warmup_ratio * total_steps)
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
-    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
+    """Multiplier of the base learning rate for optimiser step ``step`` (0-based), equal to
+    transformers' ``get_{constant,linear,cosine}_schedule_with_warmup`` lambdas."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
     if schedule == "constant":
         return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     if schedule == "linear":
-        span = max(1, total_steps - warmup_steps)
-        return max(0.0, 1.0 - (step - warmup_steps) / span)
-    raise ValueError(f"unknown lr schedule {schedule!r}; choose constant or linear")
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    raise ValueError(f"unknown lr schedule {schedule!r}; choose {', '.join(SCHEDULES)}")
 
 
 def seed_everything(seed: int) -> None:
@@ -59,85 +81,157 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def steps_for(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
+    """(batches per epoch, total optimiser steps) for ``n_examples`` examples."""
+    per_epoch = max(1, math.ceil(n_examples / cfg.global_batch))
+    total = max(1, math.ceil(cfg.epochs * per_epoch))
+    return per_epoch, (min(total, cfg.max_steps) if cfg.max_steps else total)
+
+
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     """Write trainable weights, optimiser state, loop position and RNG state atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from rlhfkit.data.atomic import atomic_write
+
     payload = {
-        "model": {k: v for k, v in model.state_dict().items()},
+        "params": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
         "optimizer": optimizer.state_dict(),
         "state": state,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: Path, model, optimizer) -> dict:
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(payload["model"])
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in payload["params"].items():
+            params[name].copy_(value)
     optimizer.load_state_dict(payload["optimizer"])
     torch.set_rng_state(payload["rng"]["torch"])
     random.setstate(payload["rng"]["python"])
     return payload["state"]
 
 
+def _check_same_run(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    now = asdict(cfg)
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k, now[k]) != now[k])
+    if changed:
+        raise ValueError(f"{path}: this checkpoint was written with other settings ({', '.join(changed)}); "
+                         "use another --out, or --no-resume to start over")
+
+
 def save_hf_folder(model, tokenizer, out: Path) -> Path:
-    """Save a plain HF folder (safetensors); LoRA adapters are merged into the weights first.
-    Written to a temporary sibling and moved in place, so a crash leaves no half folder."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Save a plain HF folder (safetensors); LoRA adapters are merged into a copy of the weights
+    first. Written to a temporary sibling and moved in place, so a crash leaves no half folder."""
+    from rlhfkit.data.atomic import atomic_dir
+
     if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            for child in tmp.iterdir():
-                target = out / child.name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                os.replace(child, target)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out)
 
 
-# --------------------------------------------------------------------------- logging
-class StepLogger:
-    """Appends one JSON line per optimiser step and drives a rich progress bar."""
+def write_config(folder: Path, name: str, cfg) -> None:
+    from rlhfkit.data.atomic import atomic_write
 
-    def __init__(self, path: Path | None, total: int, description: str, show: bool = True):
-        self.path = Path(path) if path else None
-        self.start = time.perf_counter()
-        self.progress = None
-        if show:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    with atomic_write(Path(folder) / name) as fh:
+        fh.write(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
-            self.task = self.progress.add_task(description, total=total, info="")
-            self.progress.start()
 
-    def log(self, record: dict, advance: bool = True) -> None:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-        if self.progress is not None:
-            info = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k in ("loss", "rewards/accuracy", "s_per_step"))
-            self.progress.update(self.task, advance=1 if advance else 0, info=info)
+# --------------------------------------------------------------------------- the loop
+def _append_jsonl(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
 
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines of steps after the checkpoint: a resumed run writes them again."""
+    if not path.exists():
+        return
+    from rlhfkit.data.atomic import atomic_write
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        with atomic_write(path) as fh:
+            fh.writelines(line + "\n" for line in kept)
+
+
+def train_step(trainer: Trainer, optimizer, step: int) -> dict:
+    """One optimiser step: batch -> micro-batches -> loss -> backward (accumulated) -> clip -> step."""
+    cfg, model = trainer.cfg, trainer.model
+    t0 = time.perf_counter()
+    total = trainer.total_steps()
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, total, warmup_steps_of(cfg, total), cfg.lr_schedule)
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    parts = trainer.micro_batches(trainer.batch_for_step(step))  # batch
+    denominator = sum(weight for _, weight in parts)
+    sums: dict[str, float] = {}
+    for batch, weight in parts:
+        loss, metrics = trainer.loss(batch)  # forward + loss
+        share = weight / denominator
+        (loss * share).backward()  # accumulate: the step's loss is the weighted mean over its examples
+        for key, value in {"loss": loss.detach(), **metrics}.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * share
+    params = trainable_parameters(model)
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+    optimizer.step()  # step
+    return {"step": step + 1, **sums, "grad_norm": float(norm), "lr": optimizer.param_groups[0]["lr"],
+            "s_per_step": time.perf_counter() - t0}
+
+
+def fit(trainer: Trainer, out: Path | None, stop_after: int | None = None, description: str = "training") -> list[dict]:
+    """Run ``trainer`` to ``total_steps()`` (or stop after step ``stop_after``, as if killed there),
+    resuming from ``out/checkpoint`` when ``cfg.resume`` and one exists. Returns this call's records."""
+    from rlhfkit.progress import progress
+
+    cfg = trainer.cfg
+    optimizer = adamw(trainable_parameters(trainer.model), cfg.lr, cfg.weight_decay)
+    ckpt = Path(out) / CHECKPOINT if out else None
+    step, history = 0, getattr(trainer, "history", [])
+    if cfg.resume and ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, trainer.model, optimizer)
+        _check_same_run(state.get("config", {}), cfg, ckpt)
+        step = state["step"]
+        history[:] = state.get("history", [])
+        _truncate_metrics(Path(out) / "metrics.jsonl", step)
+        if hasattr(trainer, "load_state_dict") and "trainer" in state:
+            trainer.load_state_dict(state["trainer"])
+    trainer.step = step
+    total = trainer.total_steps()
+    stop = min(total, stop_after) if stop_after is not None else total
+    new: list[dict] = []
+    with progress(total, description, enabled=cfg.progress, start=step) as advance:
+        while step < stop:
+            record = train_step(trainer, optimizer, step)
+            step = trainer.step = record["step"]
+            if hasattr(trainer, "after_step"):
+                trainer.after_step(record)
+            evaluated = bool(cfg.eval_every and step % cfg.eval_every == 0 and hasattr(trainer, "evaluate"))
+            if evaluated:
+                record.update({f"eval_{k}": v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+            history.append(record)
+            new.append(record)
+            if out and (step % max(1, cfg.log_every) == 0 or step == total or evaluated):
+                _append_jsonl(Path(out) / "metrics.jsonl", record)
+            advance(record)
+            if ckpt is not None and cfg.save_every and step % cfg.save_every == 0:
+                extra = trainer.state_dict() if hasattr(trainer, "state_dict") else None
+                save_checkpoint(ckpt, trainer.model, optimizer, {
+                    "step": step, "history": history, "config": asdict(cfg),
+                    **({"trainer": extra} if extra is not None else {})})
+    return new

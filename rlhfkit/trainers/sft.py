@@ -2,7 +2,7 @@
 
 Phases (``SFTTrainer``): tokenize (chat template for message prompts, EOS for plain text) ->
 pack short examples into rows of at most ``max_length`` tokens (each example keeps its own
-attention block and position ids, see ``packing.py``) -> train: the loss is the mean negative
+attention block and position ids, see ``rlhfkit/packing.py``) -> train: the loss is the mean negative
 log-likelihood of the *completion* tokens only, averaged over all completion tokens of the
 optimiser step (so gradient accumulation does not change it) -> save a HF folder.
 
@@ -13,34 +13,15 @@ Data: JSONL records ``{"prompt": str | messages, "completion": str}``, ``{"messa
 
 from __future__ import annotations
 
-import json
-import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from rlhfkit.models.logprobs import completion_logps
+from rlhfkit.packing import Segment, collate_rows, tokenize_group
 from rlhfkit.trainers import loop
-from rlhfkit.trainers.logprobs import completion_logps
-from rlhfkit.trainers.packing import Segment, collate_rows, tokenize_prompt_completions
-
-
-@dataclass
-class SFTConfig:
-    lr: float = field(default=2e-5, metadata={"help": "AdamW learning rate"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    lr_schedule: str = field(default="linear", metadata={"help": "constant | linear (decay to 0)"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm; 0 disables"})
-    batch_size: int = field(default=4, metadata={"help": "rows per micro-batch"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
-    epochs: int = field(default=1, metadata={"help": "passes over the data"})
-    max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: epochs decide)"})
-    max_length: int = field(default=512, metadata={"help": "max tokens per row (examples are cut, keeping the start)"})
-    packing: bool = field(default=True, metadata={"help": "pack several short examples into one row"})
-    dtype: str = field(default="fp32", metadata={"help": "fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 only where native)"})
-    seed: int = field(default=0, metadata={"help": "seed for data order"})
+from rlhfkit.trainers.config import SFTConfig  # noqa: F401  (re-exported for callers)
 
 
 @dataclass
@@ -95,14 +76,20 @@ def pack_rows(tokenized: list[tuple[list[int], list[int]]], max_length: int, pac
 
 
 class SFTTrainer:
-    def __init__(self, model, tokenizer, cfg: SFTConfig, out_dir: str | Path | None = None, show_progress: bool = True):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.out = Path(out_dir) if out_dir else None
+    """setup (tokenize + pack) -> train (``loop.fit``) -> save."""
+
+    name = "sft"
+
+    def __init__(self, model, tokenizer, cfg: SFTConfig, out_dir: str | Path | None = None,
+                 show_progress: bool | None = None):
         from rlhfkit.models.loading import resolve_dtype_name
 
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg.validate()
+        if show_progress is not None:
+            cfg.progress = show_progress
+        self.out = Path(out_dir) if out_dir else None
         cfg.dtype = resolve_dtype_name(cfg.dtype)  # "auto" -> bf16 only where bf16 matmul is native
         self.dtype = torch.bfloat16 if cfg.dtype == "bf16" else torch.float32
-        self.show_progress = show_progress
         self.rows: list[list[Segment]] = []
         self.step = 0
         self.history: list[dict] = []
@@ -111,9 +98,9 @@ class SFTTrainer:
     def setup(self, examples: list[SFTExample]) -> "SFTTrainer":
         tokenized = []
         for ex in examples:
-            prompt_ids, (completion_ids,) = tokenize_prompt_completions(self.tokenizer, ex.prompt, [ex.completion])
-            if len(prompt_ids) < self.cfg.max_length:  # otherwise nothing left to learn from
-                tokenized.append((prompt_ids, completion_ids))
+            group = tokenize_group(self.tokenizer, ex.prompt, [ex.completion], self.cfg.max_length)
+            if group is not None:  # otherwise the prompt fills max_length: nothing left to learn from
+                tokenized.append((group.prompt_ids, group.completion_ids[0]))
         if not tokenized:
             raise ValueError("no usable examples: every prompt fills max_length, or the data are empty")
         self.rows = pack_rows(tokenized, self.cfg.max_length, self.cfg.packing)
@@ -133,53 +120,32 @@ class SFTTrainer:
             out.append(new)
         return collate_rows(out, self.tokenizer.pad_token_id, n)
 
+    # ---- the loop calls these
     def total_steps(self) -> int:
-        per_epoch = math.ceil(len(self.rows) / (self.cfg.batch_size * self.cfg.grad_accum))
-        total = per_epoch * self.cfg.epochs
-        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+        return loop.steps_for(len(self.rows), self.cfg)[1]
 
-    def train_step(self, optimizer, global_batch: list[int]) -> dict:
-        cfg, t0 = self.cfg, time.perf_counter()
-        self.model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * loop.lr_factor(self.step, self.total_steps(), cfg.warmup_steps, cfg.lr_schedule)
-        optimizer.zero_grad(set_to_none=True)
-        micro = [global_batch[i : i + cfg.batch_size] for i in range(0, len(global_batch), cfg.batch_size)]
-        batches = [self.collate([self.rows[i] for i in idx]) for idx in micro]
-        n_tokens = sum(len(b.target_ids) for b in batches)
-        total_nll = 0.0
-        for batch in batches:
-            _, per_token = completion_logps(self.model, batch, self.dtype, return_tokens=True)  # forward
-            nll = -per_token.sum() / n_tokens  # token mean over the whole optimiser step
-            nll.backward()
-            total_nll += float(nll.detach())
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-        optimizer.step()
-        self.step += 1
-        return {"step": self.step, "loss": total_nll, "completion_tokens": n_tokens, "grad_norm": float(norm),
-                "lr": optimizer.param_groups[0]["lr"], "s_per_step": time.perf_counter() - t0}
+    def batch_for_step(self, step: int) -> list[int]:
+        per_epoch = loop.steps_for(len(self.rows), self.cfg)[0]
+        epoch, k = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.rows), generator=g).tolist()
+        return order[k * self.cfg.global_batch : (k + 1) * self.cfg.global_batch]
 
-    def train(self) -> list[dict]:
-        cfg = self.cfg
-        optimizer = loop.adamw([p for p in self.model.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay)
-        global_bs = cfg.batch_size * cfg.grad_accum
-        per_epoch = math.ceil(len(self.rows) / global_bs)
-        logger = loop.StepLogger(self.out / "metrics.jsonl" if self.out else None, self.total_steps(), "sft",
-                                 self.show_progress)
-        try:
-            while self.step < self.total_steps():
-                epoch, k = divmod(self.step, per_epoch)
-                g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-                order = torch.randperm(len(self.rows), generator=g).tolist()
-                record = {**self.train_step(optimizer, order[k * global_bs : (k + 1) * global_bs]), "epoch": epoch}
-                self.history.append(record)
-                logger.log(record)
-        finally:
-            logger.close()
-        return self.history
+    def micro_batches(self, indices: list[int]) -> list[tuple]:
+        """Packed rows per micro-batch, weighted by their completion tokens: the step's loss is the
+        mean NLL over all its completion tokens, however it is split."""
+        bs = self.cfg.batch_size
+        batches = [self.collate([self.rows[i] for i in indices[k : k + bs]]) for k in range(0, len(indices), bs)]
+        return [(b, float(len(b.target_ids))) for b in batches]
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        _, per_token = completion_logps(self.model, batch, self.dtype, return_tokens=True)  # forward
+        return -per_token.mean(), {}
+
+    def train(self, stop_after: int | None = None) -> list[dict]:
+        return loop.fit(self, self.out, stop_after, "sft")
 
     def save(self, out: str | Path | None = None) -> Path:
         folder = loop.save_hf_folder(self.model, self.tokenizer, Path(out) if out else self.out)
-        (folder / "rlhfkit_sft_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+        loop.write_config(folder, "rlhfkit_sft_config.json", self.cfg)
         return folder

@@ -2,7 +2,7 @@
 
 What makes it fast on CPU:
 
-- the transformer body runs once per *row* of segments (see ``packing.py``), so a shared
+- the transformer body runs once per *row* of segments (see ``rlhfkit/packing.py``), so a shared
   prompt is encoded once for both completions of a pair;
 - the LM head (49k x 576 for SmolLM2, ~20% of the FLOPs per token) is applied only to the
   hidden states that predict a completion token, never to prompt or padding positions;
@@ -19,13 +19,21 @@ import contextlib
 
 import torch
 
-from rlhfkit.trainers.packing import PackedBatch
+from rlhfkit.packing import PackedBatch
 
 
-def autocast_context(dtype: torch.dtype, device_type: str = "cpu"):
-    """bf16 autocast (weights stay fp32 masters) or nothing for fp32."""
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def autocast_context(dtype: torch.dtype, device: torch.device | str = "cpu"):
+    """bf16 autocast on ``device``'s type (weights stay fp32 masters), or nothing for fp32.
+
+    The device matters: an autocast region for "cpu" does nothing to CUDA kernels, so a bf16 run
+    on a GPU would silently compute in fp32 (the bug this signature exists to prevent)."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
+    device_type = device.type if isinstance(device, torch.device) else torch.device(device).type
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
@@ -33,7 +41,17 @@ def _mask_for(model, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # SDPA takes a boolean mask (True = attend); eager attention adds a float mask to the scores.
     if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
         return mask
-    return torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def packed_hidden_states(body, batch: PackedBatch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B, L, H) last hidden states of a decoder stack (no head) over a batch of segment rows."""
+    return body(
+        input_ids=batch.input_ids,
+        attention_mask=_mask_for(body, batch.attention_mask, dtype),
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).last_hidden_state
 
 
 def token_logps(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -53,17 +71,12 @@ def completion_logps(model, batch: PackedBatch, dtype: torch.dtype = torch.float
                      return_tokens: bool = False):
     """(S,) summed log-probs of every scored segment in ``batch`` (fp32); with ``return_tokens``
     also the (N,) per-token log-probs in ``batch.target_ids`` order."""
-    device = next(model.parameters()).device
-    with autocast_context(dtype, device.type):
-        body = model.get_decoder()
-        hidden = body(
-            input_ids=batch.input_ids.to(device),
-            attention_mask=_mask_for(model, batch.attention_mask.to(device), dtype),
-            position_ids=batch.position_ids.to(device),
-            use_cache=False,
-        ).last_hidden_state  # (B, L, H)
-        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.source_index.to(device))  # (N, H)
-        per_token = token_logps(picked, model.get_output_embeddings(), batch.target_ids.to(device))  # (N,)
+    device = model_device(model)
+    batch = batch.to(device)
+    with autocast_context(dtype, device):
+        hidden = packed_hidden_states(model.get_decoder(), batch, dtype)  # (B, L, H)
+        picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.source_index)  # (N, H)
+        per_token = token_logps(picked, model.get_output_embeddings(), batch.target_ids)  # (N,)
     sums = torch.zeros(batch.num_sequences, dtype=torch.float32, device=device)
-    sums = sums.index_add(0, batch.sequence_index.to(device), per_token)  # (S,)
+    sums = sums.index_add(0, batch.sequence_index, per_token)  # (S,)
     return (sums, per_token) if return_tokens else sums

@@ -6,14 +6,18 @@
 - KL to the reference: ``KL(pi || pi_ref) = E_{y ~ pi}[log pi(y|x) - log pi_ref(y|x)]``,
   estimated on completions *sampled from the trained policy* for held-out prompts and scored
   by both models (the reference is loaded again for this, after training).
+
+``reference_policy`` gives the reference a run actually used (the start model, bf16-snapped
+when the run was bf16), so evaluation code does not repeat that rule.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlhfkit.trainers.logprobs import completion_logps
-from rlhfkit.trainers.packing import Segment, collate_rows
+from rlhfkit.models.logprobs import completion_logps
+from rlhfkit.packing import Segment, collate_rows
+from rlhfkit.rollout.token_sampling import sample_completions
 
 
 def implicit_reward_accuracy(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> dict:
@@ -23,30 +27,6 @@ def implicit_reward_accuracy(policy_logps: torch.Tensor, ref_logps: torch.Tensor
     return {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item(),
             "reward_chosen": rewards[:, 0].mean().item(), "reward_rejected": rewards[:, 1].mean().item(),
             "pairs": int(policy_logps.shape[0])}
-
-
-@torch.no_grad()
-def sample_completions(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, seed: int,
-                       batch_size: int = 8, dtype: torch.dtype = torch.float32) -> list[list[int]]:
-    """Sampled completions (temperature 1, no top-p: the policy's own distribution), EOS kept."""
-    from rlhfkit.trainers.logprobs import autocast_context
-
-    torch.manual_seed(seed)
-    model.eval()
-    out = []
-    for start in range(0, len(prompt_ids), batch_size):
-        chunk = prompt_ids[start : start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in chunk])  # left pad
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
-        with autocast_context(dtype):
-            gen = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0,
-                                 top_k=0, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        for row in gen[:, width:].tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id) + 1]
-            out.append(row or [tokenizer.eos_token_id])
-    return out
 
 
 @torch.no_grad()
@@ -71,3 +51,17 @@ def kl_to_reference(policy, reference, tokenizer, prompt_ids: list[list[int]], m
     return {"kl_per_sequence": per_seq.mean().item(), "kl_per_token": per_seq.sum().item() / tokens,
             "kl_stderr": (per_seq.std() / len(per_seq) ** 0.5).item(), "samples": len(completions),
             "mean_completion_tokens": tokens / len(completions)}
+
+
+def reference_policy(model_source, dtype: str = "fp32", snap_bf16: bool = True):
+    """(model, tokenizer) of the reference a preference-optimisation run used: the start model
+    in fp32 masters, snapped to the bf16 grid when the run trained in bf16."""
+    from rlhfkit.models import load_causal_lm
+    from rlhfkit.models.loading import resolve_dtype_name
+
+    model, tokenizer = load_causal_lm(model_source, dtype="fp32")
+    if resolve_dtype_name(dtype) == "bf16" and snap_bf16:
+        from rlhfkit.models.numerics import snap_to_bf16_grid
+
+        snap_to_bf16_grid(model)
+    return model, tokenizer

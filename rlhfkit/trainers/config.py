@@ -1,0 +1,111 @@
+"""Trainer configurations: one small dataclass per trainer on a shared base, with help text on
+every field. CLI flags (``rlhfkit.commands.options``) and recipe keys are these field names, so a
+setting has one name everywhere. Torch-free, so the command line can build its flags instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCHEDULES = ("constant", "linear", "cosine")
+LOSSES = ("dpo", "ipo", "cdpo", "robust", "simpo", "kto")
+
+
+def _f(default, help: str, **extra):
+    """A config field with its help text (shown by ``--help``; CLI flags are generated from it)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """Settings every trainer shares, with one name per thing across trainers."""
+
+    model: str = _f("smollm2-135m", "policy or backbone: alias, HF folder, .gguf file or hub id")
+    data: str = _f("", "training data file (formats: see `rlhfkit data convert --help`)")
+    eval_data: str = _f("", "held-out data for evaluation ('' = none)", flag="--eval-data", aliases=["--eval"])
+    out: str = _f("runs/run", "output folder: model, metrics.jsonl, checkpoint/")
+    limit: int = _f(0, "use only the first N training examples (0 = all)")
+    lr: float = _f(1e-5, "peak learning rate (AdamW)")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    lr_schedule: str = _f("linear", "learning-rate decay after warm-up: constant | linear | cosine")
+    warmup_steps: int = _f(0, "linear warm-up steps (overrides warmup_ratio when > 0)")
+    warmup_ratio: float = _f(0.0, "share of all steps used for linear warm-up")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm; 0 = off")
+    batch_size: int = _f(4, "examples per micro-batch")
+    grad_accum: int = _f(1, "micro-batches per optimiser step")
+    epochs: float = _f(1.0, "passes over the data")
+    max_steps: int = _f(0, "stop after this many optimiser steps (0 = epochs decide)")
+    max_length: int = _f(512, "max tokens of prompt + completion")
+    dtype: str = _f("fp32", "fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 only where native)")
+    lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning); merged into the saved model")
+    lora_alpha: float = _f(16.0, "LoRA alpha")
+    seed: int = _f(0, "seed for initialisation and data order")
+    save_every: int = _f(0, "checkpoint every N steps (0 = never; the final model is always saved)")
+    log_every: int = _f(1, "write a metrics line every N steps")
+    eval_every: int = _f(0, "evaluate every N steps (0 = only at the end)")
+    resume: bool = _f(True, "continue from OUT/checkpoint when one exists")
+    progress: bool = _f(True, "show a progress bar")
+
+    def validate(self) -> "TrainConfig":
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose {', '.join(SCHEDULES)}")
+        if self.dtype not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or auto")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("batch_size and grad_accum must be >= 1")
+        return self
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accum
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    out: str = _f("runs/dpo", "output folder: HF model, metrics.jsonl, eval.json, checkpoint/")
+    lr: float = _f(1e-6, "peak learning rate (AdamW)")
+    loss: str = _f("dpo", "dpo | ipo | cdpo | robust | simpo | kto")
+    beta: float = _f(0.1, "inverse temperature (IPO: tau; SimPO: reward scale)")
+    label_smoothing: float = _f(0.1, "label-flip rate eps for cdpo and robust")
+    simpo_gamma: float = _f(0.5, "SimPO target reward margin")
+    desirable_weight: float = _f(1.0, "KTO weight of thumbs-up examples")
+    undesirable_weight: float = _f(1.0, "KTO weight of thumbs-down examples")
+    snap_bf16: bool = _f(True, "bf16: snap weights to the bf16 grid before the reference")
+    packing: bool = _f(True, "run [prompt|chosen|rejected] as one row (the prompt computed once)")
+    ref_batch_size: int = _f(16, "pairs per batch of the reference pass and of evaluation")
+    eval_limit: int = _f(0, "use only the first N held-out pairs (0 = all)")
+    kl_prompts: int = _f(32, "held-out prompts sampled for the KL(policy || reference) estimate (0 = skip)")
+    kl_max_new_tokens: int = _f(64, "tokens sampled per prompt for the KL estimate")
+
+    def validate(self) -> "DPOConfig":
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        super().validate()
+        return self
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    out: str = _f("runs/sft", "output folder: HF model, metrics.jsonl, checkpoint/")
+    lr: float = _f(2e-5, "peak learning rate (AdamW)")
+    batch_size: int = _f(4, "rows per micro-batch")
+    max_length: int = _f(512, "max tokens per row (examples are cut, keeping the start)")
+    packing: bool = _f(True, "pack several short examples into one row")
+
+
+@dataclass
+class RewardTrainConfig(TrainConfig):
+    out: str = _f("runs/rm", "output folder (a transformers-loadable model)")
+    max_length: int = _f(512, "tokens per prompt+response; prompts are cut from the left")
+    batch_size: int = _f(8, "pairs per micro-batch")
+    lr: float = _f(2e-5, "peak learning rate (AdamW)")
+    warmup_ratio: float = _f(0.05, "share of all steps used for linear warm-up")
+    lr_schedule: str = _f("cosine", "learning-rate decay after warm-up: constant | linear | cosine")
+    lora_alpha: float = _f(32.0, "LoRA alpha")
+    log_every: int = _f(10, "write a metrics line every N steps")
+    packing: bool = _f(True, "run [prompt, chosen, rejected] as one row (prompt computed once)")
+    n_heads: int = _f(1, "reward heads on the shared backbone (an ensemble when > 1)")
+    freeze_layers: int = _f(0, "freeze the embeddings and the first N decoder layers")
+    label_smoothing: float = _f(0.0, "Bradley-Terry label smoothing in [0, 0.5]")
+    center_rewards_coef: float = _f(0.0, "penalty on (r_c + r_r)^2 keeping rewards centred")
+    eval_batch_size: int = _f(16, "pairs per evaluation batch")
