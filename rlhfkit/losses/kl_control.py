@@ -44,7 +44,7 @@ class FixedKLController:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("kind") != self.kind:
-            raise ValueError(f"KL controller state of kind {state.get('kind')!r} loaded into a {self.kind!r} one")
+            raise ValueError(f"KL controller state of kind {state.get('kind')!r} cannot load into a {self.kind!r} controller")
         self.kl_coef = float(state["kl_coef"])
 
 
@@ -80,5 +80,5 @@ class AdaptiveKLController:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("kind") != self.kind:
-            raise ValueError(f"KL controller state of kind {state.get('kind')!r} loaded into a {self.kind!r} one")
+            raise ValueError(f"KL controller state of kind {state.get('kind')!r} cannot load into a {self.kind!r} controller")
         self.kl_coef, self.target, self.horizon = (float(state[k]) for k in ("kl_coef", "target", "horizon"))
