@@ -24,8 +24,10 @@ So k3 is the right *value* estimator of KL(pi || ref) but, in the loss, it optim
 direction (Tang & Munos 2025, "On a few pitfalls in KL divergence gradient estimation for RL").
 For sequences these are per-token statements: each token's term is differentiated with its prefix
 held fixed, so a per-token sum of k2 does *not* give the gradient of the sequence KL (it misses the
-prefix's score-function term); ``0.5 * (sum_t log r_t)^2`` over the whole sequence does. The tests
-check both on a two-token toy model.
+prefix's score-function term); ``0.5 * (sum_t log r_t)^2`` over the whole sequence does, and so
+does k1 summed over the sequence and placed in the reward (the policy gradient
+``E[k1_seq grad log pi(y)]`` is exactly ``grad KL_seq(pi || ref)``). The tests check all three on
+a two-token toy model by enumeration.
 
 All estimator functions take per-token log-probs ``logp`` and ``ref_logp`` of tokens sampled from
 the policy, any shape (``(B, T)`` or ``(N,)``), and return the per-token estimate of the same shape.

@@ -37,7 +37,9 @@ Metrics = dict[str, torch.Tensor]
 AGGREGATIONS = ("token_mean", "sequence_mean", "constant")
 
 
-def aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str, max_tokens: int | None = None):
+def aggregate(
+    per_token: torch.Tensor, mask: torch.Tensor, aggregation: str, max_tokens: int | None = None
+) -> torch.Tensor:
     """Reduce ``(B, T)`` per-token losses to a scalar as described in the module docstring.
 
     A row with no real token contributes 0 under ``"sequence_mean"`` (its length is taken as 1).
