@@ -21,7 +21,8 @@ def hh_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny byte-vocabulary Llama saved as a Hugging Face folder."""
+    """The one tiny model of the suite: a byte-vocabulary Llama (2 layers, hidden 32) saved as a
+    Hugging Face folder. Tests that need other sizes build their own with ``tiny_causal_lm``."""
     from rlhfkit.models import save_tiny
 
-    return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", layers=2, hidden=32)

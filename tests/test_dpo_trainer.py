@@ -7,23 +7,11 @@ import pytest
 import torch
 
 from rlhfkit.models import tiny_causal_lm
-from rlhfkit.schema import PreferencePair
 from rlhfkit.trainers.dpo import DPOConfig, DPOTrainer
+from tests.toy_data import colour_pairs as toy_pairs
 
 # 2 cores shared by several jobs: OpenMP spin-waiting makes multi-threaded tiny matmuls ~50x slower
 torch.set_num_threads(1)
-
-COLOURS = ["red", "blue", "green", "pink", "gold", "grey", "teal", "plum"]
-
-
-def toy_pairs(n=16):
-    """Always prefer the answer that repeats the colour in the prompt."""
-    out = []
-    for i in range(n):
-        c, other = COLOURS[i % 8], COLOURS[(i * 3 + 1) % 8 if (i * 3 + 1) % 8 != i % 8 else (i + 1) % 8]
-        prompt = f"Colour {i}: {c}?" if i % 2 else [{"role": "user", "content": f"Colour {i}: {c}?"}]
-        out.append(PreferencePair(prompt=prompt, chosen=f" {c} it is", rejected=f" {other}, surely"))
-    return out
 
 
 def make(cfg, out=None, seed=0, **tiny):

@@ -11,8 +11,6 @@ import torch
 from rlhfkit.losses.dpo import cdpo_loss, dpo_loss, ipo_loss, robust_dpo_loss, simpo_loss
 from rlhfkit.losses.kto import kto_loss
 
-trl = pytest.importorskip("trl")
-
 
 def _t(*xs):
     return torch.tensor(xs, dtype=torch.float64)
@@ -110,6 +108,8 @@ def _completion_mask(lengths):
 def _trl_dpo(loss_type, pc, pr, rc, rr, c_len, r_len, beta, label_smoothing=0.0):
     from collections import defaultdict
 
+    pytest.importorskip("trl")  # only the parity tests need TRL
+
     from trl.trainer.dpo_trainer import DPOTrainer
 
     seq = torch.cat([pc, pr])
@@ -158,6 +158,7 @@ def test_parity_with_trl_dpo_trainer(loss_type, beta, label_smoothing, seed):
 
 
 def _trl_cpo(loss_type, pc, pr, beta, label_smoothing, gamma=0.5):
+    pytest.importorskip("trl")  # only the parity tests need TRL
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
 
     fake = SimpleNamespace(alpha=0.0, accelerator=_accel(), loss_type=loss_type, simpo_gamma=gamma, beta=beta,
@@ -195,6 +196,8 @@ def test_cdpo_parity_with_trl_label_smoothing(beta, label_smoothing, seed):
 
 def _trl_kto(policy, ref, labels, policy_kl, ref_kl, beta, wd, wu):
     from collections import defaultdict
+
+    pytest.importorskip("trl")  # only the parity tests need TRL
 
     from trl.trainer.kto_trainer import KTOTrainer
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlhfkit.models import save_tiny
 from rlhfkit.models.reward_model import RewardEnsemble, RewardModel, ensemble_summary
 from rlhfkit.schema import PreferencePair
 from rlhfkit.packing import collate_pairs, tokenize_reward_pairs, truncate_keep_prompt_end
@@ -20,8 +19,8 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("tiny") / "lm", layers=2, hidden=32)
+def tiny_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 
-from rlhfkit.models import save_tiny
-from rlhfkit.schema import PreferencePair
 from rlhfkit.trainers.reward_model import RewardModelTrainer, RewardTrainConfig, train_reward_model
-
-
-def toy_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
-    """Chosen answers are polite, rejected ones rude; prompts vary in length."""
-    rng = random.Random(seed)
-    words = ["cat", "tree", "bread", "car", "sun", "rain", "code", "tea"]
-    polite = [" Sure, happy to help.", " Yes, here it is.", " Of course!"]
-    rude = [" No. Go away", " shut up!!", " Not my problem"]
-    out = []
-    for i in range(n):
-        q = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
-        out.append(PreferencePair(prompt=f"\n\nHuman: {q}?\n\nAssistant:", chosen=rng.choice(polite),
-                                  rejected=rng.choice(rude), weight=rng.choice([0.5, 1.0, 2.0])))
-    return out
+from tests.toy_data import polite_pairs as toy_pairs
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return str(save_tiny(tmp_path_factory.mktemp("tiny") / "lm", layers=2, hidden=32))
+def tiny_dir(tiny_model_dir):
+    return str(tiny_model_dir)
 
 
 def _cfg(tiny_dir, out, **kw) -> RewardTrainConfig:

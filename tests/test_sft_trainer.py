@@ -51,8 +51,10 @@ def test_grad_accumulation_and_loss_falls():
         model, tok = tiny_causal_lm(seed=5)
         cfg = SFTConfig(lr=1e-3, batch_size=bs, grad_accum=acc, max_steps=2, max_length=64, packing=False,
                         lr_schedule="constant", max_grad_norm=0)
+        start = torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
         SFTTrainer(model, tok, cfg, show_progress=False).setup(EXAMPLES).train()
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        assert (params[-1] - start).abs().max() > 1e-4  # the two steps really moved the weights
     torch.testing.assert_close(params[0], params[1], atol=1e-5, rtol=0)
     model, tok = tiny_causal_lm(seed=5)
     cfg = SFTConfig(lr=3e-3, batch_size=4, epochs=15, max_length=128, lr_schedule="constant")

@@ -34,7 +34,7 @@ class TrainConfig:
     batch_size: int = _f(4, "examples per micro-batch")
     grad_accum: int = _f(1, "micro-batches per optimiser step")
     epochs: float = _f(1.0, "passes over the data")
-    max_steps: int = _f(0, "stop after this many optimiser steps (0 = epochs decide)")
+    max_steps: int = _f(0, "optimiser steps; overrides epochs when > 0")
     max_length: int = _f(512, "max tokens of prompt + completion")
     dtype: str = _f("fp32", "fp32 | bf16 (autocast, fp32 master weights) | auto (bf16 only where native)")
     lora_r: int = _f(0, "LoRA rank (0 = full fine-tuning); merged into the saved model")

@@ -86,10 +86,10 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def steps_for(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
-    """(batches per epoch, total optimiser steps) for ``n_examples`` examples."""
+    """(batches per epoch, total optimiser steps) for ``n_examples`` examples; ``max_steps`` > 0
+    overrides ``epochs`` (as in transformers' TrainingArguments), cycling through the data."""
     per_epoch = max(1, math.ceil(n_examples / cfg.global_batch))
-    total = max(1, math.ceil(cfg.epochs * per_epoch))
-    return per_epoch, (min(total, cfg.max_steps) if cfg.max_steps else total)
+    return per_epoch, (cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * per_epoch)))
 
 
 # --------------------------------------------------------------------------- checkpoints
