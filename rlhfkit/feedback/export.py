@@ -16,8 +16,6 @@ Pairs come from ``rlhfkit.schema.judgement_to_pairs`` (ties give no pair).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +24,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rlhfkit.data.atomic import atomic_write
 from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
@@ -91,13 +90,8 @@ def _pair_lines(items: list[PreferenceItem], fmt: str) -> Iterator[tuple[dict, d
 
 
 def _atomic_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.writelines(line + "\n" for line in lines)
 
 
 def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = False) -> tuple[list[str], list[str]]:

@@ -113,6 +113,14 @@ def new_annotator_token(s: Session, name: str) -> str:
     return token
 
 
+def annotator_summaries(s: Session) -> list[dict[str, Any]]:
+    """Every annotator with their judgement count, oldest first."""
+    counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
+                            .group_by(Judgement.annotator_id)).all())
+    return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
+            for a in s.scalars(select(Annotator).order_by(Annotator.id))]
+
+
 def set_annotator_active(s: Session, name: str, active: bool) -> None:
     annotator_by_name(s, name).active = active
 
@@ -145,6 +153,20 @@ def create_project(
     s.add(p)
     s.flush()
     return p
+
+
+def list_projects(s: Session) -> list[Project]:
+    return list(s.scalars(select(Project).order_by(Project.id)))
+
+
+def find_project(s: Session, project_id: int) -> Project | None:
+    return s.get(Project, project_id)
+
+
+def project_or_create(s: Session, name: str, **settings: Any) -> Project:
+    """The project called ``name``; created with ``settings`` when missing (else they are ignored)."""
+    p = s.scalar(select(Project).where(Project.name == name))
+    return p if p is not None else create_project(s, name, **settings)
 
 
 def project_by_name(s: Session, name: str) -> Project:
@@ -371,6 +393,7 @@ def submit(
 ) -> tuple[Judgement, bool]:
     """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
     now = now or utcnow()
+    critique = (critique or "").strip() or None  # whitespace only is no critique
     a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
     # Looked up after the lock: a concurrent retry of the same id that waited on it must see the
     # first one's committed row and answer "already stored", not "assignment already done".
@@ -385,7 +408,7 @@ def submit(
     clean = validate_judgement(mode, a, judgement)
     row = Judgement(
         id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
-        annotator_id=annotator.id, judgement=clean, critique=critique or None,
+        annotator_id=annotator.id, judgement=clean, critique=critique,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
         server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
     )
