@@ -90,14 +90,24 @@ def import_cmd(
     gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),
     daily_cap: Optional[int] = typer.Option(None, help="most judgements per annotator per UTC day"),
     gold: bool = typer.Option(False, "--gold", help="these items are gold: their first annotation is the answer"),
+    empty_responses: str = typer.Option(
+        "flag", help="flag: import items with an empty response (annotators see '(empty response)'); "
+        "skip: leave them out, list their lines, import the rest"),
 ) -> None:
-    """Import items into a project.  Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db"""
+    """Import items into a project; annotations they carry are imported as judgements of the
+    named annotators (with their source), counted in stats and exports.
+
+    Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db
+    """
     from rlhfkit.data import DataError
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.items_io import ItemsFileError, read_items_file
 
+    if empty_responses not in ("flag", "skip"):
+        _fail(f"--empty-responses must be flag or skip, not {empty_responses!r}")
     try:
-        items = read_items_file(path)
+        read = read_items_file(path, empty=empty_responses)
+        items = read.items
         database = _open(db)
         with database.session() as s:
             p = repo.project_or_create(s, project, mode=mode, overlap=overlap, lease_seconds=lease_seconds,
@@ -108,10 +118,16 @@ def import_cmd(
                         repo.gold_answer_of(item)
                     except repo.Invalid as e:
                         raise ItemsFileError(path, int(src.rsplit(":", 1)[1]), str(e)) from None
-            added, skipped = repo.import_items(s, p, items, gold=gold)
+            result = repo.import_items(s, p, items, gold=gold)
     except (DataError, ItemsFileError, repo.FeedbackError) as e:
         _fail(str(e))
-    typer.echo(f"project {project!r}: added {added} items, {skipped} already present")
+    for line in read.skipped:
+        typer.echo(f"skipped (empty response): {line}", err=True)
+    flagged = sum(1 for it, _ in items if it.metadata.get("empty_responses"))
+    typer.echo(f"project {project!r}: added {result.added} items, {result.skipped} already present"
+               + (f", {result.annotations} existing judgements imported" if result.annotations else "")
+               + (f", {flagged} with an empty response flagged" if flagged else "")
+               + (f", {len(read.skipped)} skipped for an empty response" if read.skipped else ""))
 
 
 @app.command("export")

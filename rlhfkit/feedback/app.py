@@ -24,12 +24,11 @@ from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.export import FORMATS, export_lines
-from rlhfkit.feedback.items_io import check_lengths
+from rlhfkit.feedback.items_io import parse_records
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
 from rlhfkit.feedback.stats import project_stats
 from rlhfkit.schema import Judgement as JudgementSchema
-from rlhfkit.schema import PreferenceItem
 
 log = logging.getLogger("rlhfkit.feedback")
 MAX_BODY_BYTES = 2_000_000
@@ -79,7 +78,13 @@ class ProjectBody(_Body):
 
 
 class ImportBody(_Body):
-    items: list[PreferenceItem] = Field(min_length=1, max_length=5_000)
+    # Raw records, each checked as a PreferenceItem (strict) by items_io.parse_records, so one
+    # item's empty response can be flagged or skipped instead of refusing the whole batch.
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=5_000,
+                                        description="PreferenceItem objects (rlhfkit schema)")
+    empty_responses: Literal["flag", "skip"] = Field(
+        default="flag", description="flag: import items with an empty response, shown as '(empty response)'; "
+        "skip: leave them out and list them in skipped_empty")
     gold: bool = False
     source: Text = Field(default="api", max_length=200)
 
@@ -97,7 +102,7 @@ def _project_summary(s, p: Project) -> dict[str, Any]:
 
 
 def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
-    return {"id": j.id, "assignment_id": j.assignment_id, "judgement": j.judgement, "critique": j.critique,
+    return {"id": j.client_id, "assignment_id": j.assignment_id, "judgement": j.judgement, "critique": j.critique,
             "shown_order": j.shown_order, "created_at": j.created_at.isoformat() + "Z", "created": created}
 
 
@@ -178,18 +183,25 @@ def add_admin_routes(app: FastAPI) -> None:
 
     @app.post("/api/admin/projects/{project_id}/items", tags=["admin"])
     def import_items(project_id: RowId, body: ImportBody, _: AdminDep, _s: Strict, request: Request) -> dict:
-        for n, item in enumerate(body.items):
-            try:
-                check_lengths(item)
-                if body.gold:
+        """Add items; annotations they carry are imported as judgements (gold: the answer).
+        Items with an empty response are flagged or left out, as ``empty_responses`` says."""
+        try:
+            parsed = parse_records(body.items, empty=body.empty_responses)
+        except ValueError as e:
+            raise repo.Invalid(str(e)) from None
+        for item, n in parsed.items:
+            if body.gold:
+                try:
                     repo.gold_answer_of(item)
-            except ValueError as e:
-                raise repo.Invalid(f"items[{n}]: {e}") from None
+                except repo.Invalid as e:
+                    raise repo.Invalid(f"items[{n}]: {e}") from None
         with db(request).session() as s:
             p = repo.get_project(s, project_id)
-            sources = [(it, f"{body.source}:{n + 1}") for n, it in enumerate(body.items)]
-            added, skipped = repo.import_items(s, p, sources, gold=body.gold)
-        return {"added": added, "skipped_existing": skipped}
+            sources = [(it, f"{body.source}:{n + 1}") for it, n in parsed.items]
+            result = repo.import_items(s, p, sources, gold=body.gold)
+        return {"added": result.added, "skipped_existing": result.skipped, "annotations": result.annotations,
+                "skipped_empty": parsed.skipped,
+                "flagged_empty": sum(1 for it, _ in parsed.items if it.metadata.get("empty_responses"))}
 
     @app.get("/api/admin/projects/{project_id}/stats", tags=["admin"])
     def stats(project_id: RowId, _: AdminDep, request: Request) -> dict:

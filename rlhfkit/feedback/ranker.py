@@ -17,8 +17,9 @@ from typing import Protocol, Sequence
 from sqlalchemy import select
 
 from rlhfkit.feedback.db import Database
+from rlhfkit.feedback.export import response_of
 from rlhfkit.feedback.models import Item, Project
-from rlhfkit.schema import PreferenceItem, Response
+from rlhfkit.schema import PreferenceItem
 
 
 class Ranker(Protocol):
@@ -31,7 +32,7 @@ class RankerError(ValueError):
 
 def _as_item(row: Item) -> PreferenceItem:
     return PreferenceItem(id=row.external_id, prompt=row.prompt,
-                          responses=[Response(**r) for r in row.responses], metadata=row.item_metadata or {})
+                          responses=[response_of(r) for r in row.responses], metadata=row.item_metadata or {})
 
 
 def score_project(db: Database, project_name: str, ranker: Ranker, batch_size: int = 64) -> int:

@@ -128,3 +128,21 @@ def test_chunked_body_over_the_limit_is_413(env):
     small = client.post("/api/admin/projects", content=iter([b'{"name": ', b'"chunked"}']),
                         headers={**env.hdr("admin"), "Content-Type": "application/json"})
     assert small.status_code == 201, small.text  # a chunked body under the limit still works
+
+
+def test_judgement_ids_are_scoped_per_annotator(env):
+    """Bob reusing Alice's id must not learn it exists: his submission is simply stored."""
+    pid = env.project(items=make_items(2), overlap=2)
+    alice = env.rank_submit("alice", pid, "shared-id")
+    bob = env.rank_submit("bob", pid, "shared-id")
+    assert alice["created"] and bob["created"] and bob["id"] == "shared-id"
+    assert env.client.get("/api/judgements/shared-id", headers=env.hdr("bob")).json()["assignment_id"] == bob["assignment_id"]
+    r = env.client.get("/api/judgements/shared-id", headers=env.hdr("carol"))
+    assert r.status_code == 404
+    # Bob's own retry of the id on another assignment is still a conflict (his id, his business)
+    nxt = env.next("bob", pid)["assignment"]
+    r = env.client.post(f"/api/assignments/{nxt['assignment_id']}/judgement",
+                        json={"id": "shared-id", "judgement": RANK3}, headers=env.hdr("bob"))
+    assert r.status_code == 409 and "you already used" in r.json()["detail"]
+    with env.db.read() as s:
+        assert s.query(Judgement).filter_by(client_id="shared-id").count() == 2
