@@ -59,13 +59,15 @@ def convert(
 
     Example: rlhfkit data convert hh/train.jsonl train.trl.jsonl --to trl-pairs
     """
-    from rlhfkit.data import convert as convert_file, read_items
+    from rlhfkit.data import convert as convert_file
 
     with user_errors():
         if dataset:
             from rlhfkit.data.hf import items_to_dataset
+            from rlhfkit.data.io import read_lined_items
 
-            ds = items_to_dataset(read_items(src, src_format, strict=strict), fmt=to)
+            lined = read_lined_items(src, src_format, strict=strict)
+            ds = items_to_dataset([it for _, it in lined], fmt=to, lines=[n for n, _ in lined], path=str(src))
             ds.save_to_disk(str(dst))
             n = len(ds)
         else:

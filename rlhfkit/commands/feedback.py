@@ -1,6 +1,7 @@
 """`rlhfkit feedback ...`, `rlhfkit annotators ...` and `rlhfkit serve`: the annotation app's CLI.
 
-Nothing here imports torch at module level; only `feedback rank` may, through the ranker.
+Nothing here imports torch at module level; only `feedback rank` may, when it builds a
+reward-model ranker (``load_ranker``). The feedback layer receives the built ranker callable.
 """
 
 from __future__ import annotations
@@ -24,6 +25,54 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def load_ranker(spec: str):
+    """Build the ranker ``(items) -> list[float]`` that ``--ranker SPEC`` names:
+
+    * ``module:attr`` or ``path/to/file.py:attr``: attr is the ranker callable (a user plugin);
+    * a directory with ``ranker.py`` defining ``rank(items)``;
+    * a reward-model ensemble directory: ``rlhfkit.rewards.ensemble.load_disagreement_ranker``.
+    Raises ``RankerError`` with the reason.
+    """
+    import importlib
+
+    from rlhfkit.feedback.ranker import RankerError
+
+    def from_file(path: Path, attr: str):
+        import importlib.util
+
+        spec_ = importlib.util.spec_from_file_location(f"_rlhfkit_ranker_{path.stem}", path)
+        if spec_ is None or spec_.loader is None:
+            raise RankerError(f"cannot import ranker file {path}")
+        module = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(module)
+        if not hasattr(module, attr):
+            raise RankerError(f"{path} defines no {attr!r}")
+        return getattr(module, attr)
+
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "ranker.py").exists():
+            return from_file(path / "ranker.py", "rank")
+        from rlhfkit.rewards.ensemble import load_disagreement_ranker  # needs torch: only here
+
+        try:
+            return load_disagreement_ranker(path)
+        except ValueError as err:
+            raise RankerError(f"{spec} has no ranker.py, and {err}") from None
+    if ":" not in spec:
+        raise RankerError(f"--ranker {spec!r}: expected a directory, module:function or file.py:function")
+    target, attr = spec.rsplit(":", 1)
+    if target.endswith(".py"):
+        return from_file(Path(target), attr)
+    try:
+        module = importlib.import_module(target)
+    except ImportError as e:
+        raise RankerError(f"--ranker {spec!r}: cannot import {target}: {e}") from None
+    if not hasattr(module, attr):
+        raise RankerError(f"--ranker {spec!r}: {target} has no {attr!r}")
+    return getattr(module, attr)
+
+
 def _open(db: str, synchronous: str = "FULL"):
     from rlhfkit.feedback.db import Database
 
@@ -41,31 +90,44 @@ def import_cmd(
     gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),
     daily_cap: Optional[int] = typer.Option(None, help="most judgements per annotator per UTC day"),
     gold: bool = typer.Option(False, "--gold", help="these items are gold: their first annotation is the answer"),
+    empty_responses: str = typer.Option(
+        "flag", help="flag: import items with an empty response (annotators see '(empty response)'); "
+        "skip: leave them out, list their lines, import the rest"),
 ) -> None:
-    """Import items into a project.  Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db"""
+    """Import items into a project; annotations they carry are imported as judgements of the
+    named annotators (with their source), counted in stats and exports.
+
+    Example: rlhfkit feedback import gen.jsonl -p helpful --db feedback.db
+    """
     from rlhfkit.data import DataError
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.items_io import ItemsFileError, read_items_file
 
+    if empty_responses not in ("flag", "skip"):
+        _fail(f"--empty-responses must be flag or skip, not {empty_responses!r}")
     try:
-        items = read_items_file(path)
+        read = read_items_file(path, empty=empty_responses)
+        items = read.items
         database = _open(db)
         with database.session() as s:
-            try:
-                p = repo.project_by_name(s, project)
-            except repo.NotFound:
-                p = repo.create_project(s, project, mode=mode, overlap=overlap, lease_seconds=lease_seconds,
-                                        gold_rate=gold_rate, daily_cap=daily_cap)
+            p = repo.project_or_create(s, project, mode=mode, overlap=overlap, lease_seconds=lease_seconds,
+                                       gold_rate=gold_rate, daily_cap=daily_cap)
             if gold:
                 for item, src in items:
                     try:
                         repo.gold_answer_of(item)
                     except repo.Invalid as e:
                         raise ItemsFileError(path, int(src.rsplit(":", 1)[1]), str(e)) from None
-            added, skipped = repo.import_items(s, p, items, gold=gold)
+            result = repo.import_items(s, p, items, gold=gold)
     except (DataError, ItemsFileError, repo.FeedbackError) as e:
         _fail(str(e))
-    typer.echo(f"project {project!r}: added {added} items, {skipped} already present")
+    for line in read.skipped:
+        typer.echo(f"skipped (empty response): {line}", err=True)
+    flagged = sum(1 for it, _ in items if it.metadata.get("empty_responses"))
+    typer.echo(f"project {project!r}: added {result.added} items, {result.skipped} already present"
+               + (f", {result.annotations} existing judgements imported" if result.annotations else "")
+               + (f", {flagged} with an empty response flagged" if flagged else "")
+               + (f", {len(read.skipped)} skipped for an empty response" if read.skipped else ""))
 
 
 @app.command("export")
@@ -97,7 +159,7 @@ def rank_cmd(
     db: str = DB_OPT,
 ) -> None:
     """Score items by disagreement and serve the most disputed first.  Example: rlhfkit feedback rank -p helpful --ranker runs/rm"""
-    from rlhfkit.feedback.ranker import RankerError, load_ranker, score_project
+    from rlhfkit.feedback.ranker import RankerError, score_project
 
     try:
         n = score_project(_open(db), project, load_ranker(ranker))
@@ -179,14 +241,11 @@ def annotators_deactivate(name: str = typer.Argument(...), db: str = DB_OPT) -> 
 @annotators_app.command("list")
 def annotators_list(db: str = DB_OPT) -> None:
     """List annotators and their judgement counts.  Example: rlhfkit annotators list --db feedback.db"""
-    from sqlalchemy import func, select
+    from rlhfkit.feedback import repo
 
-    from rlhfkit.feedback.models import Annotator, Judgement
-
-    with _open(db).session() as s:
-        counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id)).group_by(Judgement.annotator_id)).all())
-        for a in s.scalars(select(Annotator).order_by(Annotator.id)):
-            typer.echo(f"{a.name}\t{'active' if a.active else 'inactive'}\t{counts.get(a.id, 0)} judgements")
+    with _open(db).read() as s:
+        for a in repo.annotator_summaries(s):
+            typer.echo(f"{a['name']}\t{'active' if a['active'] else 'inactive'}\t{a['judgements']} judgements")
 
 
 def serve(

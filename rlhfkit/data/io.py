@@ -91,6 +91,11 @@ def read_items(path: str | Path, fmt: str = "auto", strict: bool = True) -> list
     """All items of a file. Strict: the first problem raises. Otherwise content flaws (empty
     answers, mismatched HH prefixes) are skipped with a counted warning; malformed records
     still raise, since they mean the file is not what the caller thinks it is."""
+    return [item for _, item in read_lined_items(path, fmt, strict)]
+
+
+def read_lined_items(path: str | Path, fmt: str = "auto", strict: bool = True) -> list[tuple[int, PreferenceItem]]:
+    """``read_items`` with each item's 1-based line (record number in a .json array)."""
     report = scan(path, fmt, collect=not strict)
     if report.fatal:
         raise report.fatal[0]
@@ -102,7 +107,7 @@ def read_items(path: str | Path, fmt: str = "auto", strict: bool = True) -> list
         lines = ", ".join(str(e.line) for e in report.skipped[:10])
         log.warning("%s: skipped %d flawed records (%s) at lines %s; use --strict to refuse them",
                     path, len(report.skipped), summary, lines)
-    return [item for _, item in report.items]
+    return report.items
 
 
 def load_pairs(path: str | Path, fmt: str = "auto", strict: bool = False) -> list[PreferencePair]:

@@ -10,64 +10,29 @@ Never imports torch: training reads exported files, not this server.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi import Path as FastAPIPath
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rlhfkit.feedback import repo
+from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
+from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.export import FORMATS, export_lines
-from rlhfkit.feedback.items_io import check_lengths
-from rlhfkit.feedback.models import Annotator, Assignment, Judgement, Project
+from rlhfkit.feedback.items_io import parse_records
+from rlhfkit.feedback.models import Judgement, Project
+from rlhfkit.feedback.pages import add_page_routes
 from rlhfkit.feedback.stats import project_stats
 from rlhfkit.schema import Judgement as JudgementSchema
-from rlhfkit.schema import PreferenceItem
 
 log = logging.getLogger("rlhfkit.feedback")
-COOKIE = "rlhfkit_token"
 MAX_BODY_BYTES = 2_000_000
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over a byte limit with a clear 413."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        too_big = JSONResponse({"detail": f"request body is larger than {self.max_bytes} bytes"}, status_code=413)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await too_big(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooBig()
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooBig:
-            await too_big(scope, receive, send)
-
-
-class _TooBig(Exception):
-    pass
 
 
 # ---------------------------------------------------------------- request bodies
@@ -84,6 +49,7 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 # Row ids fit a 32-bit INTEGER on PostgreSQL; a bigger number is a 422, not a driver error.
 RowId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1)]
 JudgementId = Annotated[str, FastAPIPath(pattern=ID_PATTERN)]
+Strict = Annotated[None, Depends(strict_body)]  # declare after the auth parameter: 401 before 422
 
 
 class _Body(BaseModel):
@@ -112,89 +78,19 @@ class ProjectBody(_Body):
 
 
 class ImportBody(_Body):
-    items: list[PreferenceItem] = Field(min_length=1, max_length=5_000)
+    # Raw records, each checked as a PreferenceItem (strict) by items_io.parse_records, so one
+    # item's empty response can be flagged or skipped instead of refusing the whole batch.
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=5_000,
+                                        description="PreferenceItem objects (rlhfkit schema)")
+    empty_responses: Literal["flag", "skip"] = Field(
+        default="flag", description="flag: import items with an empty response, shown as '(empty response)'; "
+        "skip: leave them out and list them in skipped_empty")
     gold: bool = False
     source: Text = Field(default="api", max_length=200)
 
 
 class AnnotatorBody(_Body):
     name: Text = Field(min_length=1, max_length=100)
-
-
-# ---------------------------------------------------------------- auth
-
-
-@dataclass
-class Principal:
-    admin: bool
-    annotator: Annotator | None = None
-
-
-def _token(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return request.cookies.get(COOKIE) or None
-
-
-def principal_of(request: Request) -> Principal:
-    token = _token(request)
-    if token is None or len(token) > 200:
-        raise HTTPException(401, "missing or malformed token: use your login link or an Authorization: Bearer header")
-    cache: TokenCache = request.app.state.token_cache
-    principal = cache.get(token)
-    if principal is None:
-        with request.app.state.db.read() as s:
-            if repo.is_admin_token(s, token):
-                principal = Principal(admin=True)
-            else:
-                a = repo.annotator_by_token(s, token)
-                principal = Principal(admin=False, annotator=a) if a else None
-        if principal is None:
-            raise HTTPException(401, "unknown or deactivated token")
-        cache.put(token, principal)
-    return principal
-
-
-class TokenCache:
-    """token -> Principal for a few seconds: saves a database read on every request.
-
-    A deactivated annotator or a rotated admin token stops working within ``ttl_s``.
-    """
-
-    def __init__(self, ttl_s: float = 5.0, max_size: int = 10_000):
-        self.ttl_s, self.max_size = ttl_s, max_size
-        self._entries: dict[str, tuple[float, Principal]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, token: str) -> Principal | None:
-        with self._lock:
-            hit = self._entries.get(token)
-        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-            return None
-        return hit[1]
-
-    def put(self, token: str, principal: Principal) -> None:
-        with self._lock:
-            if len(self._entries) >= self.max_size:
-                self._entries.clear()
-            self._entries[token] = (time.monotonic(), principal)
-
-
-def annotator_only(p: Annotated[Principal, Depends(principal_of)]) -> Annotator:
-    if p.annotator is None:
-        raise HTTPException(403, "this endpoint is for annotators; the admin token cannot annotate")
-    return p.annotator
-
-
-def admin_only(p: Annotated[Principal, Depends(principal_of)]) -> Principal:
-    if not p.admin:
-        raise HTTPException(403, "admin token required")
-    return p
-
-
-AnnotatorDep = Annotated[Annotator, Depends(annotator_only)]
-AdminDep = Annotated[Principal, Depends(admin_only)]
 
 
 # ---------------------------------------------------------------- app
@@ -206,7 +102,7 @@ def _project_summary(s, p: Project) -> dict[str, Any]:
 
 
 def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
-    return {"id": j.id, "assignment_id": j.assignment_id, "judgement": j.judgement, "critique": j.critique,
+    return {"id": j.client_id, "assignment_id": j.assignment_id, "judgement": j.judgement, "critique": j.critique,
             "shown_order": j.shown_order, "created_at": j.created_at.isoformat() + "Z", "created": created}
 
 
@@ -224,7 +120,7 @@ def add_annotator_routes(app: FastAPI) -> None:
     @app.get("/api/me", tags=["annotate"])
     def me(a: AnnotatorDep, request: Request) -> dict:
         with db(request).read() as s:
-            projects = [_project_summary(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
+            projects = [_project_summary(s, p) for p in repo.list_projects(s)]
         return {"name": a.name, "projects": projects}
 
     @app.get("/api/projects/{project_id}/next", tags=["annotate"])
@@ -239,7 +135,7 @@ def add_annotator_routes(app: FastAPI) -> None:
                     "instructions": p.instructions}
 
     @app.post("/api/assignments/{assignment_id}/judgement", tags=["annotate"])
-    def submit(assignment_id: RowId, body: SubmitBody, a: AnnotatorDep, request: Request) -> JSONResponse:
+    def submit(assignment_id: RowId, body: SubmitBody, a: AnnotatorDep, _s: Strict, request: Request) -> JSONResponse:
         for attempt in range(3):  # a concurrent retry with the same id loses the insert race
             try:
                 with db(request).session() as s:
@@ -253,7 +149,7 @@ def add_annotator_routes(app: FastAPI) -> None:
         raise AssertionError("unreachable")
 
     @app.post("/api/assignments/{assignment_id}/skip", tags=["annotate"])
-    def skip(assignment_id: RowId, body: SkipBody, a: AnnotatorDep, request: Request) -> dict:
+    def skip(assignment_id: RowId, body: SkipBody, a: AnnotatorDep, _s: Strict, request: Request) -> dict:
         with db(request).session() as s:
             asg = repo.skip(s, a, assignment_id, body.reason)
             return {"assignment_id": asg.id, "status": asg.status}
@@ -278,27 +174,34 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.get("/api/admin/projects", tags=["admin"])
     def list_projects(_: AdminDep, request: Request) -> list[dict]:
         with db(request).read() as s:
-            return [project_stats(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
+            return [project_stats(s, p) for p in repo.list_projects(s)]
 
     @app.post("/api/admin/projects", tags=["admin"], status_code=201)
-    def create_project(body: ProjectBody, _: AdminDep, request: Request) -> dict:
+    def create_project(body: ProjectBody, _: AdminDep, _s: Strict, request: Request) -> dict:
         with db(request).session() as s:
             return _project_summary(s, repo.create_project(s, **body.model_dump()))
 
     @app.post("/api/admin/projects/{project_id}/items", tags=["admin"])
-    def import_items(project_id: RowId, body: ImportBody, _: AdminDep, request: Request) -> dict:
-        for n, item in enumerate(body.items):
-            try:
-                check_lengths(item)
-                if body.gold:
+    def import_items(project_id: RowId, body: ImportBody, _: AdminDep, _s: Strict, request: Request) -> dict:
+        """Add items; annotations they carry are imported as judgements (gold: the answer).
+        Items with an empty response are flagged or left out, as ``empty_responses`` says."""
+        try:
+            parsed = parse_records(body.items, empty=body.empty_responses)
+        except ValueError as e:
+            raise repo.Invalid(str(e)) from None
+        for item, n in parsed.items:
+            if body.gold:
+                try:
                     repo.gold_answer_of(item)
-            except ValueError as e:
-                raise repo.Invalid(f"items[{n}]: {e}") from None
+                except repo.Invalid as e:
+                    raise repo.Invalid(f"items[{n}]: {e}") from None
         with db(request).session() as s:
             p = repo.get_project(s, project_id)
-            sources = [(it, f"{body.source}:{n + 1}") for n, it in enumerate(body.items)]
-            added, skipped = repo.import_items(s, p, sources, gold=body.gold)
-        return {"added": added, "skipped_existing": skipped}
+            sources = [(it, f"{body.source}:{n + 1}") for it, n in parsed.items]
+            result = repo.import_items(s, p, sources, gold=body.gold)
+        return {"added": result.added, "skipped_existing": result.skipped, "annotations": result.annotations,
+                "skipped_empty": parsed.skipped,
+                "flagged_empty": sum(1 for it, _ in parsed.items if it.metadata.get("empty_responses"))}
 
     @app.get("/api/admin/projects/{project_id}/stats", tags=["admin"])
     def stats(project_id: RowId, _: AdminDep, request: Request) -> dict:
@@ -317,13 +220,10 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.get("/api/admin/annotators", tags=["admin"])
     def list_annotators(_: AdminDep, request: Request) -> list[dict]:
         with db(request).read() as s:
-            counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
-                                    .group_by(Judgement.annotator_id)).all())
-            return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
-                    for a in s.scalars(select(Annotator).order_by(Annotator.id))]
+            return repo.annotator_summaries(s)
 
     @app.post("/api/admin/annotators", tags=["admin"], status_code=201)
-    def add_annotator(body: AnnotatorBody, _: AdminDep, request: Request) -> dict:
+    def add_annotator(body: AnnotatorBody, _: AdminDep, _s: Strict, request: Request) -> dict:
         with db(request).session() as s:
             a, token = repo.add_annotator(s, body.name)
             return {"id": a.id, "name": a.name, "token": token,
@@ -339,6 +239,8 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
     app.state.token_cache = TokenCache(token_cache_s)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
+    app.add_exception_handler(RequestValidationError, validation_error)
+
     @app.exception_handler(repo.FeedbackError)
     async def _feedback_error(_req, exc: repo.FeedbackError):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
@@ -350,7 +252,5 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
 
     add_annotator_routes(app)
     add_admin_routes(app)
-    from rlhfkit.feedback.pages import add_page_routes
-
     add_page_routes(app)
     return app

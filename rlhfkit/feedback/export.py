@@ -16,8 +16,6 @@ Pairs come from ``rlhfkit.schema.judgement_to_pairs`` (ties give no pair).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +24,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rlhfkit.data.atomic import atomic_write
 from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
@@ -48,7 +47,9 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
         anns = [
             Annotation(
                 id=j.id, judgement=_adapter.validate_python(j.judgement), critique=j.critique,
-                annotator_id=names[j.annotator_id], source="human", time_spent_s=j.server_time_s,
+                annotator_id=names[j.annotator_id], source=j.source,
+                # measured here for judgements made here; as reported by the other tool for imports
+                time_spent_s=j.server_time_s if j.origin is None else j.time_spent_s,
                 shown_order=j.shown_order, weight=weights.get(names[j.annotator_id], 1.0),
                 created_at=j.created_at,
             )
@@ -56,11 +57,20 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
         ]
         meta = dict(item.item_metadata or {})
         meta["feedback"] = {"project": project.name, "source": item.source, "gold": item.is_gold}
+        # Flagged empty responses are kept as they came (model_construct: the schema refuses ""),
+        # so training readers report and skip them like any empty answer in real data.
         out.append(PreferenceItem(
-            id=item.external_id, prompt=item.prompt, responses=[Response(**r) for r in item.responses],
+            id=item.external_id, prompt=item.prompt, responses=[response_of(r) for r in item.responses],
             annotations=anns, metadata=meta,
         ))
     return out
+
+
+def response_of(stored: dict) -> Response:
+    if stored["text"].strip():
+        return Response(**stored)
+    return Response.model_construct(**Response(**{**stored, "text": "-"}).model_dump(exclude={"text"}),
+                                    text=stored["text"])
 
 
 def _hh_dialogue(prompt, answer: str) -> str:
@@ -91,13 +101,8 @@ def _pair_lines(items: list[PreferenceItem], fmt: str) -> Iterator[tuple[dict, d
 
 
 def _atomic_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.writelines(line + "\n" for line in lines)
 
 
 def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = False) -> tuple[list[str], list[str]]:

@@ -191,7 +191,7 @@ def run_load(db_path: str, n_clients: int, n_items: int, duration_s: float, kill
 def verify(db_path: str, acked: list[str]) -> dict:
     db = Database(db_path)
     with db.read() as s:
-        stored = set(s.scalars(select(Judgement.id)))
+        stored = set(s.scalars(select(Judgement.client_id)))
         total = s.scalar(select(func.count(Judgement.id)))
         per_assignment = s.scalar(select(func.count(func.distinct(Judgement.assignment_id))))
     db.close()

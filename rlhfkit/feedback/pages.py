@@ -12,11 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select
 
 from rlhfkit.feedback import repo
-from rlhfkit.feedback.app import COOKIE, _token
-from rlhfkit.feedback.models import Project
+from rlhfkit.feedback.auth import COOKIE, lookup, resolve
 from rlhfkit.feedback.stats import project_stats
 
 HERE = Path(__file__).parent
@@ -35,15 +33,11 @@ def render(template: str, status: int = 200, **ctx) -> HTMLResponse:
 
 
 def _who(request: Request):
-    """('admin', None) | ('annotator', Annotator) | (None, None)."""
-    token = _token(request)
-    if not token or len(token) > 200:
+    """('admin', None) | ('annotator', Annotator) | (None, None), through the API's cached lookup."""
+    p = lookup(request)
+    if p is None:
         return None, None
-    with request.app.state.db.read() as s:
-        if repo.is_admin_token(s, token):
-            return "admin", None
-        a = repo.annotator_by_token(s, token)
-    return ("annotator", a) if a else (None, None)
+    return ("admin", None) if p.admin else ("annotator", p.annotator)
 
 
 def _error(status: int, message: str) -> HTMLResponse:
@@ -65,12 +59,10 @@ def add_page_routes(app: FastAPI) -> None:
 
     @app.get("/login", include_in_schema=False)
     def login(request: Request, token: str = ""):
-        with request.app.state.db.read() as s:
-            admin = bool(token) and len(token) <= 200 and repo.is_admin_token(s, token)
-            ann = None if admin or not token or len(token) > 200 else repo.annotator_by_token(s, token)
-        if not admin and ann is None:
+        p = resolve(request, token)
+        if p is None:
             return _error(401, "This login link is not valid (any more). Ask your project admin for a new one.")
-        resp = RedirectResponse("/admin" if admin else "/annotate", status_code=303)
+        resp = RedirectResponse("/admin" if p.admin else "/annotate", status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", max_age=30 * 86400)
         return resp
 
@@ -86,7 +78,7 @@ def add_page_routes(app: FastAPI) -> None:
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
-            projects = list(s.scalars(select(Project).order_by(Project.id)))
+            projects = repo.list_projects(s)
         if len(projects) == 1:
             return RedirectResponse(f"/annotate/{projects[0].id}", status_code=303)
         return render("projects.html", name=ann.name, projects=projects)
@@ -97,7 +89,7 @@ def add_page_routes(app: FastAPI) -> None:
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
-            p = s.get(Project, project_id)
+            p = repo.find_project(s, project_id)
         if p is None:
             return _error(404, f"There is no project {project_id}.")
         return render("annotate.html", name=ann.name, project=p)
@@ -108,5 +100,5 @@ def add_page_routes(app: FastAPI) -> None:
         if role != "admin":
             return _error(403 if role else 401, "The admin dashboard needs the admin login link.")
         with request.app.state.db.read() as s:
-            stats = [project_stats(s, p) for p in s.scalars(select(Project).order_by(Project.id))]
+            stats = [project_stats(s, p) for p in repo.list_projects(s)]
         return render("admin.html", projects=stats)

@@ -54,6 +54,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_judgement_id() -> str:
+    return secrets.token_hex(16)
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -113,6 +117,14 @@ def new_annotator_token(s: Session, name: str) -> str:
     return token
 
 
+def annotator_summaries(s: Session) -> list[dict[str, Any]]:
+    """Every annotator with their judgement count, oldest first."""
+    counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
+                            .group_by(Judgement.annotator_id)).all())
+    return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
+            for a in s.scalars(select(Annotator).order_by(Annotator.id))]
+
+
 def set_annotator_active(s: Session, name: str, active: bool) -> None:
     annotator_by_name(s, name).active = active
 
@@ -147,6 +159,20 @@ def create_project(
     return p
 
 
+def list_projects(s: Session) -> list[Project]:
+    return list(s.scalars(select(Project).order_by(Project.id)))
+
+
+def find_project(s: Session, project_id: int) -> Project | None:
+    return s.get(Project, project_id)
+
+
+def project_or_create(s: Session, name: str, **settings: Any) -> Project:
+    """The project called ``name``; created with ``settings`` when missing (else they are ignored)."""
+    p = s.scalar(select(Project).where(Project.name == name))
+    return p if p is not None else create_project(s, name, **settings)
+
+
 def project_by_name(s: Session, name: str) -> Project:
     p = s.scalar(select(Project).where(Project.name == name))
     if p is None:
@@ -169,33 +195,100 @@ def gold_answer_of(item: PreferenceItem) -> dict:
     raise Invalid(f"gold item {item.id!r} has no ranking or pairwise annotation to use as its answer")
 
 
+@dataclass
+class ImportResult:
+    added: int = 0  # new items
+    skipped: int = 0  # items whose id the project already has (their annotations are not re-read)
+    annotations: int = 0  # existing judgements imported with the new items
+
+
 def import_items(
     s: Session, project: Project, items: list[tuple[PreferenceItem, str]], gold: bool = False
-) -> tuple[int, int]:
+) -> ImportResult:
     """Add (item, source) pairs to a project; items whose id is already there are skipped.
 
-    Returns (added, skipped). Gold items must carry their known answer as an annotation.
+    Gold items must carry their known answer as an annotation. Annotations of other items are
+    existing judgements (another tool, offline labels): each becomes a judgement of the named
+    annotator (created, inactive, if new), with its source, time and shown order, counted in
+    statistics and exported like any other. One that cannot be kept raises ``Invalid``.
     """
     existing = set(s.scalars(select(Item.external_id).where(Item.project_id == project.id)))
-    added = skipped = 0
+    result = ImportResult()
     now = utcnow()
     for item, source in items:
         if item.id in existing:
-            skipped += 1
+            result.skipped += 1
             continue
         existing.add(item.id)
-        s.add(
-            Item(
-                project_id=project.id, external_id=item.id,
-                prompt=item.model_dump(mode="json")["prompt"],
-                responses=[r.model_dump(mode="json") for r in item.responses],
-                item_metadata=item.metadata, source=source, is_gold=gold,
-                gold_answer=gold_answer_of(item) if gold else None, disagreement=None, created_at=now,
-            )
+        row = Item(
+            project_id=project.id, external_id=item.id,
+            prompt=item.model_dump(mode="json")["prompt"],
+            responses=[r.model_dump(mode="json") for r in item.responses],
+            item_metadata=item.metadata, source=source, is_gold=gold,
+            gold_answer=gold_answer_of(item) if gold else None, disagreement=None, created_at=now,
         )
-        added += 1
+        s.add(row)
+        result.added += 1
+        if item.annotations and not gold:
+            s.flush()  # the judgements need the item's id
+            for n, ann in enumerate(item.annotations):
+                try:
+                    _import_judgement(s, project, row, ann, source, now)
+                except Invalid as e:
+                    raise Invalid(f"{source}: item {item.id!r}, annotations[{n}]: {e}") from None
+            result.annotations += len(item.annotations)
     s.flush()
-    return added, skipped
+    return result
+
+
+def imported_annotator(s: Session, name: str) -> Annotator:
+    """The annotator called ``name``; a new one is inactive (no login link until
+    ``rlhfkit annotators new-link NAME``)."""
+    a = s.scalar(select(Annotator).where(Annotator.name == name))
+    if a is None:
+        if not name.strip() or len(name) > 100:
+            raise Invalid("annotator_id must be 1-100 characters")
+        a = Annotator(name=name, token_hash=hash_token(new_token()), active=False, created_at=utcnow())
+        s.add(a)
+        s.flush()
+    return a
+
+
+def _naive_utc(when: datetime | None, default: datetime) -> datetime:
+    if when is None:
+        return default
+    return when.astimezone(timezone.utc).replace(tzinfo=None) if when.tzinfo else when
+
+
+def _import_judgement(s: Session, project: Project, item: Item, ann: Any, origin: str, now: datetime) -> None:
+    if not ann.annotator_id:
+        raise Invalid("no annotator_id: an imported judgement must name its annotator (the app keeps "
+                      "one judgement per annotator and item)")
+    annotator = imported_annotator(s, ann.annotator_id)
+    k = len(item.responses)
+    raw = ann.judgement.model_dump()
+    shown = list(ann.shown_order) if ann.shown_order is not None else list(range(k))
+    if raw["kind"] == "pairwise" and ann.shown_order is None:  # A and B first, as the page shows them
+        shown = [raw["a"], raw["b"]] + [i for i in range(k) if i not in (raw["a"], raw["b"])]
+    clean = validate_judgement(project.mode, Assignment(shown_order=shown), raw)
+    if s.scalar(select(Assignment.id).where(Assignment.item_id == item.id, Assignment.annotator_id == annotator.id)):
+        raise Invalid(f"a second judgement by {annotator.name!r} of the same item")
+    if s.scalar(_MY_JUDGEMENT, {"annotator_id": annotator.id, "client_id": ann.id}) is not None:
+        raise Invalid(f"{annotator.name!r} already has a judgement with id {ann.id!r}")
+    if len(ann.id) > 64:
+        raise Invalid("id is longer than 64 characters")
+    when = _naive_utc(ann.created_at, now)
+    asg = Assignment(project_id=project.id, item_id=item.id, annotator_id=annotator.id, shown_order=shown,
+                     status="done", issued_at=when, expires_at=when, closed_at=when)
+    s.add(asg)
+    s.flush()
+    s.add(Judgement(
+        id=new_judgement_id(), client_id=ann.id, assignment_id=asg.id, project_id=project.id, item_id=item.id,
+        annotator_id=annotator.id, judgement=clean, critique=(ann.critique or "").strip() or None,
+        shown_order=shown, time_spent_s=ann.time_spent_s, server_time_s=ann.time_spent_s or 0.0,
+        is_gold=False, created_at=when, source=ann.source, origin=origin,
+    ))
+    s.flush()
 
 
 # ---------------------------------------------------------------- assignment
@@ -248,6 +341,8 @@ _PROGRESS = select(
         Assignment.status == "skipped").scalar_subquery(),
 )
 
+_MY_JUDGEMENT = select(Judgement).where(Judgement.annotator_id == bindparam("annotator_id"),
+                                        Judgement.client_id == bindparam("client_id"))
 _MODE_AND_GOLD = select(Project.mode, Item.is_gold).join(Project, Project.id == Item.project_id).where(
     Item.id == bindparam("item_id"))
 
@@ -371,21 +466,23 @@ def submit(
 ) -> tuple[Judgement, bool]:
     """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
     now = now or utcnow()
+    critique = (critique or "").strip() or None  # whitespace only is no critique
     a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
     # Looked up after the lock: a concurrent retry of the same id that waited on it must see the
     # first one's committed row and answer "already stored", not "assignment already done".
-    prior = s.get(Judgement, judgement_id)
+    # Ids are scoped per annotator: another annotator's use of the same id is invisible here.
+    prior = s.scalar(_MY_JUDGEMENT, {"annotator_id": annotator.id, "client_id": judgement_id})
     if prior is not None:
-        if prior.annotator_id != annotator.id or prior.assignment_id != assignment_id:
-            raise Conflict(f"judgement id {judgement_id!r} is already used for another submission")
+        if prior.assignment_id != assignment_id:
+            raise Conflict(f"you already used judgement id {judgement_id!r} for another submission")
         return prior, False
     if a.status != "open":
         raise Conflict(f"assignment {assignment_id} is already {a.status}")
     mode, is_gold = s.execute(_MODE_AND_GOLD, {"item_id": a.item_id}).one()
     clean = validate_judgement(mode, a, judgement)
     row = Judgement(
-        id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
-        annotator_id=annotator.id, judgement=clean, critique=critique or None,
+        id=new_judgement_id(), client_id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
+        annotator_id=annotator.id, judgement=clean, critique=critique,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
         server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
     )
@@ -406,8 +503,8 @@ def skip(s: Session, annotator: Annotator, assignment_id: int, reason: str, now:
 
 
 def own_judgement(s: Session, annotator: Annotator, judgement_id: str) -> Judgement:
-    j = s.get(Judgement, judgement_id)
-    if j is None or j.annotator_id != annotator.id:
+    j = s.scalar(_MY_JUDGEMENT, {"annotator_id": annotator.id, "client_id": judgement_id})
+    if j is None:
         raise NotFound(f"no judgement {judgement_id!r} of yours")
     return j
 
@@ -435,7 +532,9 @@ def assignment_view(s: Session, a: Assignment) -> dict[str, Any]:
         "project_id": project.id,
         "mode": project.mode,
         "prompt": item.prompt,
-        "responses": [{"index": i, "text": item.responses[i]["text"]} for i in order],
+        # "empty": an empty response imported flagged; the page shows "(empty response)"
+        "responses": [{"index": i, "text": item.responses[i]["text"], "empty": not item.responses[i]["text"].strip()}
+                      for i in order],
         "shown_order": a.shown_order,
         "expires_at": a.expires_at.isoformat() + "Z",
     }

@@ -75,7 +75,7 @@ def test_blind_assignment_shows_no_other_judgements(env):
     a = nxt["assignment"]
     assert set(a) == {"assignment_id", "project_id", "mode", "prompt", "responses", "shown_order", "expires_at"}
     assert set(nxt["progress"]) == {"judged", "skipped", "today", "daily_cap"} and nxt["progress"]["judged"] == 0
-    assert all(set(r) == {"index", "text"} for r in a["responses"])
+    assert all(set(r) == {"index", "text", "empty"} for r in a["responses"])
 
 
 def test_submission_is_idempotent(env):
@@ -179,9 +179,9 @@ def test_admin_creates_project_imports_and_annotators(env):
     pid = r.json()["id"]
     items = [it.model_dump(mode="json") for it in make_items(3)]
     r = env.client.post(f"/api/admin/projects/{pid}/items", json={"items": items}, headers=env.hdr("admin"))
-    assert r.json() == {"added": 3, "skipped_existing": 0}
+    assert r.json() == {"added": 3, "skipped_existing": 0, "annotations": 0, "skipped_empty": [], "flagged_empty": 0}
     r = env.client.post(f"/api/admin/projects/{pid}/items", json={"items": items}, headers=env.hdr("admin"))
-    assert r.json() == {"added": 0, "skipped_existing": 3}
+    assert r.json() == {"added": 0, "skipped_existing": 3, "annotations": 0, "skipped_empty": [], "flagged_empty": 0}
     r = env.client.post("/api/admin/annotators", json={"name": "dave"}, headers=env.hdr("admin"))
     assert r.status_code == 201 and "/login?token=ann_" in r.json()["login_url"]
     names = [a["name"] for a in env.client.get("/api/admin/annotators", headers=env.hdr("admin")).json()]

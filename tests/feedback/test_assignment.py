@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.models import Annotator, Assignment, Judgement, Project
-from rlhfkit.feedback.ranker import load_ranker, score_project
+from rlhfkit.commands.feedback import load_ranker
+from rlhfkit.feedback.ranker import score_project
 from tests.feedback.conftest import make_items
 
 RANK3 = {"kind": "ranking", "tiers": [[0], [1], [2]]}
@@ -83,7 +84,7 @@ def test_gold_items_are_mixed_in_at_the_rate(env):
         with env.db.session() as s:
             a = repo.next_assignment(s, p, alice, rng=rng)
             repo.submit(s, alice, a.id, f"g{n}", RANK3)
-            n_gold += s.get(Judgement, f"g{n}").is_gold
+            n_gold += s.query(Judgement).filter_by(client_id=f"g{n}").one().is_gold
     assert 8 <= n_gold <= 24  # Binomial(60, 0.25): mean 15, sd 3.4 (seeded rng: deterministic)
     pid0 = env.project(name="nogold", items=make_items(20, prefix="x"), gold_items=make_items(5, prefix="g", gold=True), overlap=1)
     for n in range(20):
@@ -129,15 +130,12 @@ def test_shown_order_is_random_per_annotator_and_stored(env):
             assert j.shown_order == s.get(Assignment, j.assignment_id).shown_order
 
 
-def test_items_served_by_stored_disagreement(env, tmp_path):
-    ranker_file = tmp_path / "fake_ranker.py"
-    ranker_file.write_text(
-        "def rank(items):\n"
-        "    # fake ensemble: disagreement = the item number, so question 9 is the most disputed\n"
-        "    return [float(it.id[2:]) for it in items]\n"
-    )
+def test_items_served_by_stored_disagreement(env):
+    def fake_ensemble(items):  # disagreement = the item number, so question 9 is the most disputed
+        return [float(it.id[2:]) for it in items]
+
     pid = env.project(items=make_items(10), overlap=1)
-    assert score_project(env.db, "p", load_ranker(f"{ranker_file}:rank")) == 10
+    assert score_project(env.db, "p", fake_ensemble) == 10  # the feedback layer takes a built ranker
     assert _project(env, pid).order_by == "disagreement"
     served = []
     for n in range(10):
@@ -146,6 +144,12 @@ def test_items_served_by_stored_disagreement(env, tmp_path):
         env.client.post(f"/api/assignments/{out['assignment']['assignment_id']}/judgement",
                         json={"id": f"r{n}", "judgement": RANK3}, headers=env.hdr("alice"))
     assert served == [f"question {i}?" for i in range(9, -1, -1)]
+
+
+def test_ranker_file_spec_builds_the_callable(tmp_path):
+    ranker_file = tmp_path / "fake_ranker.py"
+    ranker_file.write_text("def rank(items):\n    return [float(it.id[2:]) for it in items]\n")
+    assert load_ranker(f"{ranker_file}:rank")(make_items(3)) == [0.0, 1.0, 2.0]
 
 
 def test_ranker_spec_errors_are_clear(tmp_path):

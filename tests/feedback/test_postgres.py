@@ -122,7 +122,7 @@ def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
         t.join(30)
     assert sorted(results, key=str) == [False] * 7 + [True]
     with db.read() as s:
-        assert s.scalar(select(func.count(Judgement.id)).where(Judgement.id == "same-id")) == 1
+        assert s.scalar(select(func.count(Judgement.id)).where(Judgement.client_id == "same-id")) == 1
     db.close()
 
 

@@ -13,7 +13,7 @@ def test_migrations_match_models(tmp_path):
     db = Database(str(tmp_path / "f.db"))
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
     db.close()
     Database(str(tmp_path / "f.db")).close()  # opening again is a no-op upgrade
 
@@ -46,3 +46,31 @@ def test_tokens_are_stored_hashed(tmp_path):
 def test_database_url():
     assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert database_url("rel/feedback.db").startswith("sqlite:////") and database_url("x.db").endswith("/x.db")
+
+
+def test_upgrade_from_0001_keeps_judgements_and_their_ids(tmp_path):
+    """A database made before per-annotator ids: its judgement ids become their client ids."""
+    from alembic import command
+    from alembic.config import Config
+
+    from rlhfkit.feedback.db import MIGRATIONS_DIR, make_engine
+
+    path = str(tmp_path / "old.db")
+    engine = make_engine(path)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("insert into projects values (1, 'p', 'ranking', 1, 900, 0, null, 'random', '', '2026-01-01')"))
+        conn.execute(text("insert into items values (1, 1, 'i', '\"q\"', '[]', '{}', 's', 0, null, null, '2026-01-01')"))
+        conn.execute(text("insert into annotators values (1, 'a', 'h', 1, '2026-01-01')"))
+        conn.execute(text("insert into assignments values (1, 1, 1, 1, '[0, 1]', 'done', null, '2026-01-01', '2026-01-01', null)"))
+        conn.execute(text("insert into judgements values ('old-id', 1, 1, 1, 1, '{\"kind\": \"all_bad\"}', null, '[0, 1]', "
+                          "null, 1.0, 0, '2026-01-01')"))
+    engine.dispose()
+    db = Database(path)
+    with db.read() as s:
+        row = s.execute(text("select id, client_id, source, origin from judgements")).one()
+    assert tuple(row) == ("old-id", "old-id", "human", None)
+    db.close()

@@ -5,7 +5,8 @@ from itertools import combinations
 import pytest
 import torch
 
-from rlhfkit.feedback.ranker import load_ranker, score_project
+from rlhfkit.commands.feedback import load_ranker
+from rlhfkit.feedback.ranker import score_project
 from rlhfkit.models import save_tiny
 from rlhfkit.models.reward_model import RewardModel
 from rlhfkit.rewards.ensemble import load_disagreement_ranker
