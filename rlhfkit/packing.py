@@ -213,6 +213,7 @@ class PackedBatch:
     num_sequences: int
     lengths: torch.Tensor = field(default=None)  # (S,) scored tokens per output sequence
     last_index: torch.Tensor = field(default=None)  # (S,) flat index into B*L of each sequence's last token
+    target_position: torch.Tensor = field(default=None)  # (N,) position of each scored token in its sequence
 
     @property
     def num_tokens(self) -> int:
@@ -231,7 +232,7 @@ def collate_rows(rows: list[list[Segment]], pad_id: int, num_sequences: int) -> 
     position_ids = torch.zeros((b, width), dtype=torch.long)
     seg_of = torch.full((b, width), -1, dtype=torch.long)
     visible = []  # per row (S+1, S+1): segment i may see segment j; the last one is padding
-    sources, targets, seqs = [], [], []
+    sources, targets, seqs, offsets = [], [], [], []
     last = [0] * num_sequences
     for r, row in enumerate(rows):
         starts, ends, pos_end = [], [], []
@@ -254,6 +255,7 @@ def collate_rows(rows: list[list[Segment]], pad_id: int, num_sequences: int) -> 
                 sources += [r * width + p for p in prev]
                 targets += seg.ids
                 seqs += [seg.score_as] * n
+                offsets += range(n)
             starts.append(cursor)
             ends.append(cursor + n)
             pos_end.append(first_pos + n)
@@ -273,7 +275,16 @@ def collate_rows(rows: list[list[Segment]], pad_id: int, num_sequences: int) -> 
         num_sequences=num_sequences,
         lengths=torch.bincount(seq_index, minlength=num_sequences),
         last_index=torch.tensor(last, dtype=torch.long),
+        target_position=torch.tensor(offsets, dtype=torch.long),
     )
+
+
+def per_sequence(values: torch.Tensor, batch: PackedBatch, width: int | None = None) -> torch.Tensor:
+    """(N,) per-token values in ``batch.target_ids`` order -> (S, T) right-padded with zeros, row s
+    holding output sequence s (T = the longest sequence, or ``width``)."""
+    width = width if width is not None else int(batch.lengths.max()) if batch.num_sequences else 0
+    out = values.new_zeros((batch.num_sequences, width))
+    return out.index_put((batch.sequence_index.to(values.device), batch.target_position.to(values.device)), values)
 
 
 def collate_groups(groups: list[TokenizedGroup], pad_id: int, shared_prompt: bool = True) -> PackedBatch:

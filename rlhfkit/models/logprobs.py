@@ -54,29 +54,37 @@ def packed_hidden_states(body, batch: PackedBatch, dtype: torch.dtype = torch.fl
     ).last_hidden_state
 
 
-def token_logps(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """(N,) log p(target | hidden) for N hidden states (N, H), chunked over N.
+def token_logps(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor, chunk: int = 1024,
+                temperature: float = 1.0) -> torch.Tensor:
+    """(N,) log p(target | hidden) for N hidden states (N, H), chunked over N, of the distribution
+    softmax(logits / temperature) (the one a sampler at that temperature draws from).
 
-    Naive equivalent: ``lm_head(hidden).float().log_softmax(-1).gather(-1, targets[:, None])``.
+    Naive equivalent: ``(lm_head(hidden).float() / temperature).log_softmax(-1).gather(-1, targets[:, None])``.
     """
     out = []
     for start in range(0, hidden.shape[0], chunk):
         logits = lm_head(hidden[start : start + chunk]).float()  # (n, V)
+        if temperature != 1.0:
+            logits = logits / temperature
         picked = logits.gather(-1, targets[start : start + chunk, None]).squeeze(-1)  # (n,)
         out.append(picked - torch.logsumexp(logits, dim=-1))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def completion_logps(model, batch: PackedBatch, dtype: torch.dtype = torch.float32,
-                     return_tokens: bool = False):
+                     return_tokens: bool = False, temperature: float = 1.0, return_hidden: bool = False):
     """(S,) summed log-probs of every scored segment in ``batch`` (fp32); with ``return_tokens``
-    also the (N,) per-token log-probs in ``batch.target_ids`` order."""
+    also the (N,) per-token log-probs in ``batch.target_ids`` order, and with ``return_hidden``
+    the (N, H) hidden states that predict them (a value head reads these)."""
     device = model_device(model)
     batch = batch.to(device)
     with autocast_context(dtype, device):
         hidden = packed_hidden_states(model.get_decoder(), batch, dtype)  # (B, L, H)
         picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.source_index)  # (N, H)
-        per_token = token_logps(picked, model.get_output_embeddings(), batch.target_ids)  # (N,)
+        per_token = token_logps(picked, model.get_output_embeddings(), batch.target_ids,
+                                temperature=temperature)  # (N,)
     sums = torch.zeros(batch.num_sequences, dtype=torch.float32, device=device)
     sums = sums.index_add(0, batch.sequence_index, per_token)  # (S,)
+    if return_hidden:
+        return sums, per_token, picked
     return (sums, per_token) if return_tokens else sums

@@ -109,3 +109,62 @@ class RewardTrainConfig(TrainConfig):
     label_smoothing: float = _f(0.0, "Bradley-Terry label smoothing in [0, 0.5]")
     center_rewards_coef: float = _f(0.0, "penalty on (r_c + r_r)^2 keeping rewards centred")
     eval_batch_size: int = _f(16, "pairs per evaluation batch")
+
+
+ALGOS = ("grpo", "rloo", "ppo", "raft")
+
+
+@dataclass
+class RLConfig(TrainConfig):
+    """Online RL (``rlhfkit rl``): rollout -> score -> advantages -> loss -> step -> log.
+
+    ``batch_size`` counts prompts (each with ``group_size`` samples) per micro-batch, so one
+    rollout holds ``batch_size * grad_accum`` prompts. Fields marked (ppo) or (raft) are read by
+    that algorithm only.
+    """
+
+    model: str = _f("smollm2-135m", "policy: alias, HF folder, .gguf file or hub id", flag="--policy", aliases=["--model"])
+    data: str = _f("", "prompts: .txt (one a line) or JSONL {prompt, id?, ...}; extra fields reach the "
+                   "reward as metadata", flag="--prompts", aliases=["--data"])
+    out: str = _f("runs/rl", "output folder: HF model, metrics.jsonl, samples/, checkpoint/")
+    algo: str = _f("grpo", "grpo | rloo | ppo | raft")
+    reward: str = _f("", "reward: a reward-model folder, module:function, or (in a recipe) a list of "
+                     "{source, weight, kwargs}")
+    reward_normalize: str = _f("none", "per-rollout reward normalisation: none | center | whiten")
+    lr: float = _f(1e-6, "peak learning rate (AdamW)")
+    batch_size: int = _f(2, "prompts per micro-batch (each with group_size samples, one packed row)")
+    epochs: float = _f(1.0, "passes over the prompts")
+    max_length: int = _f(512, "max prompt tokens (longer prompts are cut from the left)")
+    group_size: int = _f(8, "samples per prompt (G)")
+    max_new_tokens: int = _f(64, "max tokens sampled per completion")
+    temperature: float = _f(1.0, "sampling temperature (the policy's log-probs use the same)")
+    top_p: float = _f(1.0, "nucleus sampling (1 = off)")
+    top_k: int = _f(0, "top-k sampling (0 = off)")
+    kl_coef: float = _f(0.04, "weight of the KL anchor to the reference model (beta)")
+    kl_estimator: str = _f("k3", "k1 | k2 | k3 (see rlhfkit.losses.kl for each one's bias and gradient)")
+    kl_placement: str = _f("loss", "where the KL anchor goes: loss (per token) | reward (subtracted from it)")
+    kl_target: float = _f(0.0, "(ppo) adaptive KL controller target per sequence; 0 = fixed kl_coef")
+    kl_horizon: int = _f(10000, "(ppo) adaptive KL controller horizon")
+    clip_eps: float = _f(0.2, "PPO ratio clip epsilon")
+    ppo_epochs: int = _f(1, "optimiser steps on each rollout (1 = on-policy)")
+    aggregation: str = _f("sequence_mean", "loss aggregation: token_mean | sequence_mean | constant (Dr. GRPO)")
+    advantage_scale: str = _f("std", "(grpo) divide group-centred rewards by the group std | none (Dr. GRPO)")
+    vf_coef: float = _f(0.1, "(ppo) weight of the value loss")
+    gamma: float = _f(1.0, "(ppo) discount")
+    lam: float = _f(0.95, "(ppo) GAE lambda")
+    raft_keep: float = _f(0.25, "(raft) share of each prompt's samples kept for fine-tuning (the best)")
+    sample_every: int = _f(1, "write the rollout's completions to samples/ every N rollouts (0 = never)")
+
+    def validate(self) -> "RLConfig":
+        super().validate()
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; choose {', '.join(ALGOS)}")
+        if self.kl_placement not in ("loss", "reward"):
+            raise ValueError(f"unknown kl_placement {self.kl_placement!r}; choose loss or reward")
+        if self.group_size < 1 or self.ppo_epochs < 1:
+            raise ValueError("group_size and ppo_epochs must be >= 1")
+        if self.algo in ("grpo", "rloo") and self.group_size < 2:
+            raise ValueError(f"{self.algo} needs group_size >= 2: its baseline is the other samples")
+        if not 0 < self.raft_keep <= 1:
+            raise ValueError("raft_keep must be in (0, 1]")
+        return self
