@@ -36,8 +36,10 @@ def test_question_set_ships_as_package_data():
     from importlib import resources
 
     assert resources.files("rlhfkit").joinpath("assets/sycophancy.jsonl").is_file()
-    with open("pyproject.toml", encoding="utf-8") as f:
-        assert '"assets/*"' in f.read()
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert '"assets/*"' in pyproject.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("item_id,response,label", [

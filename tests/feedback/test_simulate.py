@@ -270,6 +270,21 @@ def test_label_over_http_follows_gold(live_server, mode):
                 assert [t[0] for t in j.tiers] == sorted(range(3), key=lambda i: -gold[i])
 
 
+def test_label_over_http_with_an_injected_client(env):
+    from rlhfkit.feedback.simulate import label_over_http
+    from tests.feedback.conftest import make_items
+
+    # the in-process TestClient is an httpx.Client: the same code path without a socket
+    pid = env.project(items=make_items(3), overlap=3)
+    pool = AnnotatorPool([SimulatedAnnotator(n, lambda p, t: float(len(t))) for n in ("alice", "bob", "carol")], seed=3)
+    done = label_over_http("", pid, pool, env.tokens, client=env.client, max_judgements=5)
+    assert sum(done.values()) == 5
+    done = label_over_http("", pid, pool, env.tokens, client=env.client)
+    assert sum(done.values()) == 4  # 3 items x overlap 3 = 9 in all
+    with pytest.raises(ValueError, match="no token"):
+        label_over_http("", pid, pool, {"alice": "t"}, client=env.client)
+
+
 @pytest.mark.xfail(strict=True, reason="the submit API and the judgements table have no field for source or "
                                        "annotator configuration; export writes source='human' for every judgement")
 def test_export_keeps_simulated_source_and_configuration(live_server):
