@@ -234,6 +234,8 @@ class Agreement:
     n_pairs: int
     n_reference_ties: int  # pairs skipped because the reference has no preference
     per_annotator: dict[str, tuple[float, int]]  # name -> (agreement, pairs)
+    ci_low: float = 0.0  # normal-approximation 95% interval over pairs
+    ci_high: float = 1.0
 
 
 def _all_pairs(items: Iterable[PreferenceItem]) -> Iterable[tuple[str, str, str]]:
@@ -245,7 +247,7 @@ def _all_pairs(items: Iterable[PreferenceItem]) -> Iterable[tuple[str, str, str]
 
 
 def _agreement(pool: AnnotatorPool, labelled: Iterable[tuple[str, str, str]], reference) -> Agreement:
-    total, n, ties, per = 0.0, 0, 0, {}
+    total, total_sq, n, ties, per = 0.0, 0.0, 0, 0, {}
     for prompt, x, y in labelled:
         ref = reference(prompt, x, y)  # 1 if x is better, 0 if y, None if no preference
         if ref is None:
@@ -253,12 +255,15 @@ def _agreement(pool: AnnotatorPool, labelled: Iterable[tuple[str, str, str]], re
             continue
         annotator, label = pool.label_pair(prompt, x, y)
         agree = label if ref == 1 else 1.0 - label
-        total, n = total + agree, n + 1
+        total, total_sq, n = total + agree, total_sq + agree * agree, n + 1
         s, c = per.get(annotator.name, (0.0, 0))
         per[annotator.name] = (s + agree, c + 1)
     if n == 0:
         raise ValueError("no pairs with a reference preference to measure agreement on")
-    return Agreement(total / n, n, ties, {k: (s / c, c) for k, (s, c) in per.items()})
+    mean = total / n
+    half = 1.959964 * math.sqrt(max(total_sq / n - mean * mean, 0.0) / n)
+    return Agreement(mean, n, ties, {k: (s / c, c) for k, (s, c) in per.items()},
+                     max(0.0, mean - half), min(1.0, mean + half))
 
 
 def agreement_with_gold(pool: AnnotatorPool, items: Iterable[PreferenceItem], gold: GoldScorer | None = None,

@@ -104,6 +104,9 @@ def test_measured_agreement_matches_analytic_expectation():
     assert set(got.per_annotator) == {"a0", "a1"}
     se = math.sqrt(expected * (1 - expected) / got.n_pairs)
     assert abs(got.agreement - expected) < 4 * se, (got.agreement, expected)
+    # no pool ties here, so the interval is mean +- 1.96 sqrt(m (1 - m) / n)
+    half = 1.959964 * math.sqrt(got.agreement * (1 - got.agreement) / got.n_pairs)
+    assert (got.ci_low, got.ci_high) == pytest.approx((got.agreement - half, got.agreement + half), abs=1e-12)
     assert abs(expected_agreement(pool, items) - expected) < 1e-9
 
 
