@@ -6,17 +6,15 @@ import re
 
 import pytest
 
-from rlhfkit.feedback.simulate import (
+from rlhfkit.feedback.calibration import (
     DEFAULT_POOL,
-    AnnotatorPool,
-    SimulatedAnnotator,
     agreement_with_gold,
     agreement_with_pairs,
     calibrate_scale,
     default_pool,
     expected_agreement,
-    keyword_agreement,
 )
+from rlhfkit.feedback.simulate import AnnotatorPool, SimulatedAnnotator, keyword_agreement
 from rlhfkit.schema import PreferenceItem, PreferencePair, Response
 
 
