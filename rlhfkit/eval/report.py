@@ -248,14 +248,16 @@ def headline(run: Run) -> list[tuple[str, str, str]]:
         cards.append(("implicit-reward accuracy", f"{ev['accuracy']:.3f}", f"held-out pairs, n={fmt(ev.get('pairs'))}"))
     kl = (run.dpo_eval or {}).get("kl") or {}
     if kl.get("kl_per_sequence") is not None:
-        cards.append(("KL to reference", f"{kl['kl_per_sequence']:.3g} ± {fmt(kl.get('kl_stderr'))}",
+        se = kl.get("kl_stderr")
+        cards.append(("KL to reference", f"{kl['kl_per_sequence']:.3g}" + (f" ± {se:.2g}" if se is not None else ""),
                       f"nats/sequence, {fmt(kl.get('samples'))} samples"))
     if "winrate.json" in run.evals:
         from rlhfkit.eval.report_sections import winrate_entries
 
         w = winrate_entries(run.evals["winrate.json"])[-1]
         lo, hi = (w.get("ci95") or [None, None])[:2]
-        cards.append(("win rate", f"{w['win_rate']:.3f}", f"95% CI {fmt(lo)}–{fmt(hi)}; LC {fmt(w.get('lc_win_rate'))}"))
+        cards.append(("win rate", f"{w['win_rate']:.3f}", f"95% CI {fmt(lo)}–{fmt(hi)}" + (f"; length-controlled {fmt(w['lc_win_rate'])}"
+                                                        if w.get("lc_win_rate") is not None else "")))
     if "sycophancy.json" in run.evals:
         s = run.evals["sycophancy.json"]
         cards.append(("sycophancy", f"{s['after']['rate']:.3f}", f"before training {fmt(s['before']['rate'])}"))
@@ -289,25 +291,37 @@ def _about(run: Run) -> str:
             f"{cfg}{notes}</div>")
 
 
+def _group(run: Run) -> str:
+    """'round-2' for round-2/policy and round-2/reward; the run's own name outside a round."""
+    head = run.name.split("/")[0]
+    return head if re.fullmatch(r"round-\d+", head) else run.name
+
+
 def _loop_overview(runs: list[Run]) -> str:
+    """One row per round (its runs merged: the reward model's accuracy, the policy's win rate...)."""
     from rlhfkit.eval import report_plots as plots
     from rlhfkit.eval.report_sections import _last, img, panel, table, winrate_entries
 
-    rows, forest = [], []
+    heads = ["round", "runs", "policy steps", "RM accuracy", "win rate", "win-rate 95% CI", "final reward",
+             "final gold", "final KL", "sycophancy"]
+    groups: dict[str, list] = {}
     for r in runs:
         w = winrate_entries(r.evals["winrate.json"])[-1] if "winrate.json" in r.evals else {}
         s = r.evals.get("sycophancy.json") or {}
-        rows.append([r.name, r.kind, _last(r.metrics, "step"), (r.rm or {}).get("accuracy"), w.get("win_rate"),
-                     _last(r.metrics, "reward/mean"), _last(r.metrics, "gold_reward/mean"), _last(r.metrics, "kl/mean"),
-                     (s.get("after") or {}).get("rate")])
-        if w:
-            forest.append((r.name, w["win_rate"], *(w.get("ci95") or [None, None])[:2], "main"))
-    keep = [j for j in range(len(rows[0])) if j < 2 or any(row[j] is not None for row in rows)]
-    heads = ["run", "kind", "steps", "RM accuracy", "win rate", "final reward", "final gold", "final KL", "sycophancy"]
+        row = groups.setdefault(_group(r), [_group(r), []] + [None] * (len(heads) - 2))
+        row[1].append(r.name.split("/", 1)[-1] if "/" in r.name else r.kind)
+        values = [_last(r.metrics, "step") if r.kind != "reward model" else None, (r.rm or {}).get("accuracy"),
+                  w.get("win_rate"), w.get("ci95"), _last(r.metrics, "reward/mean"),
+                  _last(r.metrics, "gold_reward/mean"), _last(r.metrics, "kl/mean"), (s.get("after") or {}).get("rate")]
+        row[2:] = [old if old is not None else new for old, new in zip(row[2:], values)]
+    rows = [[g[0], ", ".join(g[1])] + g[2:] for g in groups.values()]
+    keep = [j for j in range(len(heads)) if j < 2 or any(row[j] is not None for row in rows)]
     body = table([heads[j] for j in keep], [[row[j] for j in keep] for row in rows])
+    forest = [(row[0], row[4], *(row[5] or [None, None])[:2], "main") for row in rows if row[4] is not None]
     if forest:
         body += img(plots.forest(forest, 0.5, "win rate against the reference"), "win rate by round")
-    cap = "Each round's headline numbers side by side; <b>win rate should climb round over round</b> while KL stays bounded."
+    cap = ("Each round's headline numbers side by side; <b>the win rate should climb round over round</b> while "
+           "KL stays bounded, and the reward model's accuracy should not fall as the policy drifts.")
     return panel("rounds", "Rounds at a glance", cap, body)
 
 

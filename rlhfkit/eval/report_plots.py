@@ -14,6 +14,7 @@ from typing import Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 COLOURS = {
     "main": "#2563eb",    # the run's own quantity (loss, reward, accuracy)
@@ -108,7 +109,7 @@ def training_curves(records: list[dict], columns: int = 3) -> str:
         _style(ax, title)
         for n, (key, label, colour) in enumerate(series):
             xs, ys = _series(records, key)
-            smooth = len(ys) > 40
+            smooth = len(ys) > 40 and key != "lr"  # a schedule is exact: nothing to smooth
             if n == 0 and band:
                 bx, bs = _series(records, band)
                 if len(bs) == len(ys):
@@ -119,6 +120,7 @@ def training_curves(records: list[dict], columns: int = 3) -> str:
                     marker="o" if len(ys) < 12 else None, markersize=3)
             if smooth:
                 ax.plot(xs, rolling_mean(ys, max(3, len(ys) // 15)), color=COLOURS[colour], linewidth=1.8, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         if len(series) > 1:
             ax.legend(fontsize=7, frameon=False)
         if title == "learning rate":
@@ -185,7 +187,7 @@ def overoptimization(points: list[dict], form: str, fit: dict) -> str:
 def forest(rows: list[tuple[str, float, float | None, float | None, str]], reference: float | None = 0.5,
            xlabel: str = "") -> str:
     """A forest plot: one row per (label, estimate, ci_lo, ci_hi, colour key), CI as a bar."""
-    fig = Figure(figsize=(6.2, 0.42 * len(rows) + 0.8))
+    fig = Figure(figsize=(7.4, 0.42 * len(rows) + 0.8))
     ax = fig.add_subplot(1, 1, 1)
     _style(ax)
     ax.grid(False, axis="y")
@@ -198,12 +200,12 @@ def forest(rows: list[tuple[str, float, float | None, float | None, str]], refer
         else:
             text = f"{est:.3f}"
         ax.scatter([est], [y], color=c, s=46, zorder=3)
-        ax.annotate(text, (1.01, y), xycoords=("axes fraction", "data"), va="center", fontsize=8,
+        ax.annotate(text, (1.04, y), xycoords=("axes fraction", "data"), va="center", fontsize=8,
                     color=COLOURS["text"])
     if reference is not None:
         ax.axvline(reference, color=COLOURS["muted"], linestyle="--", linewidth=1)
     ax.set_yticks(ys, [r[0] for r in rows], fontsize=9)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.02, 1.02)  # a rate of exactly 0 or 1 stays visible
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel(xlabel, fontsize=9, color=COLOURS["text"])
     fig.tight_layout()

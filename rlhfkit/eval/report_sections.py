@@ -81,9 +81,19 @@ def _last(records: list[dict], key: str) -> float | None:
 def curves(run, a: str) -> str:
     if not run.metrics or not plots.available_panels(run.metrics):
         return not_available(a, "Training curves", run.metrics_name)
-    cap = ("One panel per logged metric, against the optimiser step (faint: raw; bold: moving average). "
-           "Look for <b>reward rising while KL stays moderate</b>, entropy that does not collapse to 0, "
-           "and response length that does not grow without bound (a sign the reward pays for length).")
+    keys = {k for r in run.metrics for k in r}
+    cap = "One panel per logged metric, against the optimiser step (long runs: faint raw values, bold moving average). "
+    if "reward/mean" in keys or "kl/mean" in keys:
+        cap += ("Look for <b>reward rising while KL stays moderate</b>, entropy that does not collapse to 0, and "
+                "response length that does not grow without bound (a sign the reward pays for length).")
+    elif "rewards/margins" in keys:
+        cap += ("Look for <b>the margin growing because the chosen answers gain</b>, not only because the rejected "
+                "ones lose probability, and for accuracy that leaves 0.5 early.")
+    elif "eval_accuracy" in keys or "accuracy" in keys:
+        cap += ("Look for <b>held-out accuracy rising with the training accuracy</b>; a widening gap between them "
+                "is overfitting.")
+    else:
+        cap += "Look for a loss that falls smoothly; spikes usually follow learning-rate warm-up or bad batches."
     return panel(a, "Training curves", cap + f" Source: {esc(run.metrics_name)}, {len(run.metrics)} records.",
                  img(plots.training_curves(run.metrics), "training curves"))
 
@@ -230,7 +240,7 @@ def annotators(run, a: str) -> str:
         body.append(table([c.replace("_", " ") for c in cols], [[r.get(c) for c in cols] for r in rows], warn))
     pairs = agree.get("cohen_kappa") or []
     if pairs:
-        body.append(f"<details><summary>Cohen's kappa for {len(pairs)} annotator pairs</summary>"
+        body.append(f"<details><summary>Cohen's kappa per annotator pair ({len(pairs)})</summary>"
                     + table(["a", "b", "units", "kappa"], [[p.get("a"), p.get("b"), p.get("units"), p.get("kappa")]
                                                           for p in pairs]) + "</details>")
     cap = ("Agreement between annotators (kappa: 0 is chance, 1 is perfect; human pairwise preference labels "

@@ -129,6 +129,11 @@ def test_loop_of_rounds(loop_dir, tmp_path):
         "round-1/policy", "round-1/reward", "round-2/policy", "round-2/reward"]
     page = build_report(loop_dir, tmp_path / "loop.html").read_text()
     assert 'id="rounds"' in page and "Rounds at a glance" in page
+    # one overview row per round, its runs merged: policy steps 40/80, RM accuracy 0.62/0.64, win rate 0.57/0.64
+    overview = page[page.index('id="rounds"'):page.index('id="run0"')]
+    for k, (steps, acc, win) in enumerate(((40, "0.62", "0.57"), (80, "0.64", "0.64")), start=1):
+        row = re.search(rf"<tr><td>round-{k}</td><td>policy, reward</td>(.*?)</tr>", overview).group(1)
+        assert re.findall(r'<td class="num">([^<]+)</td>', row)[:3] == [str(steps), acc, win]
     for k in range(4):
         assert f'id="run{k}"' in page
     assert panels(page, "r0-") == {"r0-curves", "r0-samples", "r0-winrate"}
