@@ -69,8 +69,8 @@ def need(obj: Any, path: Path, *fields: str, where: str = "") -> None:
     for f in fields:
         if f not in obj:
             raise ReportError(path, None, where + f, "missing")
-        if f not in ("judge",) and not isinstance(obj[f], (int, float, list, dict)):
-            raise ReportError(path, None, where + f, f"expected a number, got {obj[f]!r}")
+        if isinstance(obj[f], bool) or not isinstance(obj[f], (int, float, list, dict)):
+            raise ReportError(path, None, where + f, f"expected a number, list or object, got {obj[f]!r}")
 
 
 def _check_evals(evals: dict[str, tuple[Path, Any]]) -> None:
@@ -180,6 +180,8 @@ def load_run(path: Path, root: Path) -> Run:
             run.rm, run.rm_file = ev, "eval.json"
         elif isinstance(ev, dict) and ("eval" in ev or "kl" in ev):
             run.dpo_eval = ev
+        elif isinstance(ev, dict) and "accuracy_ci95" in ev and run.rm is None:  # `reward eval --out`
+            run.rm, run.rm_file = ev, "eval.json"
     if (path / "eval").is_dir():
         found = {}
         for name in EVAL_FILES:

@@ -160,7 +160,7 @@ def winrate(run, a: str) -> str:
                  [[e.get("label", "policy"), e["win_rate"], fmt(e.get("ci95")), e.get("lc_win_rate"), e.get("n"),
                    e.get("judge")] for e in entries])
     return panel(a, "Win rate against the reference", cap + (f" Judge: {esc(', '.join(map(str, judge)))}." if judge else ""),
-                 side_by_side(img(plots.forest(rows, 0.5, "win rate"), "win rate forest plot"), info))
+                 img(plots.forest(rows, 0.5, "win rate"), "win rate forest plot") + info)  # wide table: below
 
 
 def sycophancy(run, a: str) -> str:

@@ -178,3 +178,24 @@ def test_cli_prints_the_path_and_refuses_empty_or_missing_folders(rl_run, tmp_pa
     res = runner.invoke(app, ["report", str(tmp_path / "empty")])
     assert res.exit_code == 2 and "holds none of the files a run writes" in res.output
     assert "metrics.jsonl" in res.output and "docs/run-format.md" in res.output
+
+
+def test_best_of_n_several_policies_and_an_sft_run(tmp_path):
+    write_jsonl(tmp_path / "metrics.jsonl", [{"step": s, "loss": 2.0 / s, "lr": 1e-4} for s in range(1, 6)])
+    write_json(tmp_path / "rlhfkit_sft_config.json", {"lr": 1e-4, "epochs": 1})
+    # best-of-N: R(d) = d (1 - 0.5 d) peaks at d = 1, KL = 1; points measured for N = 1, 4, 16, 64
+    pts = [{"n": n, "kl": math.log(n) - (n - 1) / n} for n in (1, 4, 16, 64)]
+    for p in pts:
+        d = math.sqrt(p["kl"])
+        p.update(proxy=d * (1.2 - 0.1 * d), gold=d * (1 - 0.5 * d))
+    write_json(tmp_path / "eval" / "overoptimization.json",
+               {"form": "bon", "points": pts, "fit": {"gold": {"alpha": 1.0, "beta": 0.5}}})
+    write_json(tmp_path / "eval" / "winrate.json", {"results": [
+        {"label": "step-100", "win_rate": 0.55, "ci95": [0.5, 0.6]}, {"label": "step-200", "win_rate": 0.61}]})
+    page = build_report(tmp_path).read_text()
+    assert '<span class="badge">SFT</span>' in page and panels(page) == {"curves", "overopt", "winrate"}
+    # KL(N) = log N - (N-1)/N: N=16 -> 1.835, N=64 -> 3.174; gold at N=16: 1.3546 * (1 - 0.6773) = 0.4371,
+    # at N=64: 1.7816 * 0.1092 = 0.1946, the highest is N=4 (KL 0.636, d 0.7975 -> 0.4795)
+    assert "Gold reward peaked at 4 (KL 0.6363 nats)" in page
+    assert '<td class="num">1</td></tr>' in page  # fitted gold peak: (alpha / 2 beta)^2 = 1 nat
+    assert "<td>step-100</td>" in page and "<td>step-200</td>" in page
