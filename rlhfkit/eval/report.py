@@ -270,8 +270,8 @@ def _cards(cards: list[tuple[str, str, str]]) -> str:
     from rlhfkit.eval.report_sections import esc
 
     return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="label">{esc(l)}</div><div class="value">{esc(v)}</div>'
-        f'<div class="note">{esc(n)}</div></div>' for l, v, n in cards) + "</div>"
+        f'<div class="card"><div class="label">{esc(label)}</div><div class="value">{esc(value)}</div>'
+        f'<div class="note">{esc(note)}</div></div>' for label, value, note in cards) + "</div>"
 
 
 def _about(run: Run) -> str:

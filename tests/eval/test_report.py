@@ -17,7 +17,7 @@ from rlhfkit.eval.report import ReportError, build_report, find_runs
 from rlhfkit.eval.report_plots import gao_curve, gao_peak
 from rlhfkit.eval.report_sections import SECTIONS
 
-from .report_fixtures import HOSTILE, write_json, write_jsonl
+from .report_fixtures import write_json, write_jsonl
 
 SECTION_IDS = [sid for sid, _ in SECTIONS]
 
