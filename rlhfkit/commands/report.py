@@ -21,8 +21,16 @@ def report(
 
     File formats: docs/run-format.md. Sections whose files are missing say which file they need.
     """
+    from rlhfkit.commands.common import console
     from rlhfkit.eval.report import build_report
 
     with user_errors():
-        path = build_report(run_dir, out)
+        try:
+            path = build_report(run_dir, out)
+        except ModuleNotFoundError as err:
+            if err.name != "matplotlib":
+                raise
+            console.print("[red]error:[/red] the report draws its plots with matplotlib: "
+                          "pip install 'rlhfkit[eval]'", highlight=False)
+            raise typer.Exit(2) from None
     typer.echo(str(path))
