@@ -9,6 +9,7 @@ from rlhfkit.commands import data, dpo, feedback, reward, sft
 from rlhfkit.commands.common import setup_logging
 from rlhfkit.commands.generate import generate
 from rlhfkit.commands.quickstart import quickstart
+from rlhfkit.commands.report import report
 
 app = typer.Typer(
     name="rlhfkit",
@@ -33,6 +34,7 @@ app.add_typer(feedback.annotators_app, name="annotators")
 app.command("serve", help=feedback.serve.__doc__)(feedback.serve)
 app.command(help=generate.__doc__)(generate)
 app.command(help=quickstart.__doc__)(quickstart)
+app.command(help=report.__doc__)(report)
 
 if __name__ == "__main__":
     app()
