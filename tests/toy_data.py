@@ -31,3 +31,9 @@ def polite_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
         out.append(PreferencePair(prompt=f"\n\nHuman: {q}?\n\nAssistant:", chosen=rng.choice(polite),
                                   rejected=rng.choice(rude), weight=rng.choice([0.5, 1.0, 2.0])))
     return out
+
+
+def lowercase_share(prompts, completions, **metadata) -> list[float]:
+    """A toy reward for online RL on a random byte-level model: the share of a completion's
+    characters that are lowercase ASCII letters (about 0.1 for uniform random bytes)."""
+    return [sum("a" <= ch <= "z" for ch in c) / max(1, len(c)) for c in completions]

@@ -113,3 +113,21 @@ def stats(
               f"skipped (content flaws): {len(report.skipped)}")
     out.print(f"longer answer chosen (by characters): {100 * s.longer_chosen_share:.1f}% "
               f"({s.longer_chosen} of {s.pairs}; {s.equal_length} of equal length)")
+
+
+@app.command()
+def arithmetic(
+    out: Path = typer.Argument(..., help="prompts JSONL to write ({id, prompt, answer, template} a line)"),
+    split: str = typer.Option("train", help="train | test (disjoint by construction)"),
+    n: int = typer.Option(200, help="number of problems"),
+    seed: int = typer.Option(0, help="seed of the generator"),
+) -> None:
+    """Write generated arithmetic word problems, a verifiable task scored by exact match.
+
+    Example: rlhfkit data arithmetic data/arith-train.jsonl --split train --n 500
+    """
+    from rlhfkit.rewards.arithmetic import write_problems
+
+    with user_errors():
+        path = write_problems(out, split, n, seed)
+    console.print(f"wrote {n} {split} problems to {path} (reward: rlhfkit.rewards.rules:numeric_exact_match)")

@@ -26,7 +26,7 @@ def _help(f) -> str:
     return f"{f.metadata.get('help', '')} [default: {shown}]"
 
 
-def config_command(config_cls, run: Callable[[Any], None], trainer: str) -> Callable[..., None]:
+def config_command(config_cls, run: Callable[[Any], None], trainer: str | tuple[str, ...]) -> Callable[..., None]:
     """A function typer can register whose flags are ``config_cls``'s fields plus ``--recipe``;
     it merges defaults < recipe < flags and calls ``run(cfg)``."""
     params = [inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],

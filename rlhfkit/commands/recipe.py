@@ -43,10 +43,11 @@ def recipe_trainer(recipe: dict[str, Any], path: Path | None = None) -> str:
 
 
 def merge(config_cls, recipe: dict[str, Any], cli: dict[str, Any], recipe_path: Path | None = None,
-          trainer: str | None = None):
+          trainer: str | tuple[str, ...] | None = None):
     """A ``config_cls`` instance from defaults, then recipe values, then CLI values that were given.
 
-    ``trainer``: the trainer the command runs; a recipe naming another one is refused.
+    ``trainer``: the trainer (or trainers) the command runs; a recipe naming another is refused.
+    For online RL (a config with ``algo``), ``trainer: ppo`` in a recipe also sets the algorithm.
     """
     from rlhfkit.data.errors import DataError
 
@@ -55,9 +56,13 @@ def merge(config_cls, recipe: dict[str, Any], cli: dict[str, Any], recipe_path: 
         if key not in cfg_fields | RECIPE_KEYS:
             raise DataError(recipe_path or "recipe", None, key,
                             f"unknown recipe key; known keys: {', '.join(sorted(cfg_fields | RECIPE_KEYS))}")
-    if trainer is not None and recipe.get("trainer", trainer) != trainer:
+    allowed = (trainer,) if isinstance(trainer, str) else trainer
+    if allowed is not None and "trainer" in recipe and recipe["trainer"] not in allowed:
         raise DataError(recipe_path or "recipe", None, "trainer",
-                        f"this recipe is for `{recipe['trainer']}`, not `{trainer}`")
+                        f"this recipe is for `{recipe['trainer']}`, not `{' | '.join(allowed)}`")
+    recipe = dict(recipe)
+    if "algo" in cfg_fields and "trainer" in recipe and "algo" not in recipe:
+        recipe["algo"] = recipe["trainer"]
     merged = {**recipe, **{k: v for k, v in cli.items() if v is not None}}
     values = {}
     for f in fields(config_cls):

@@ -141,8 +141,10 @@ class RLConfig(TrainConfig):
     top_p: float = _f(1.0, "nucleus sampling (1 = off)")
     top_k: int = _f(0, "top-k sampling (0 = off)")
     kl_coef: float = _f(0.04, "weight of the KL anchor to the reference model (beta)")
-    kl_estimator: str = _f("k3", "k1 | k2 | k3 (see rlhfkit.losses.kl for each one's bias and gradient)")
-    kl_placement: str = _f("loss", "where the KL anchor goes: loss (per token) | reward (subtracted from it)")
+    kl_estimator: str = _f("auto", "k1 | k2 | k3 (rlhfkit.losses.kl states each one's bias and gradient); "
+                           "auto = k3 in the loss, k1 in the reward")
+    kl_placement: str = _f("auto", "where the KL anchor goes: loss (per token) | reward (subtracted from it); "
+                           "auto = the algorithm's own (grpo, raft: loss; ppo, rloo: reward)")
     kl_target: float = _f(0.0, "(ppo) adaptive KL controller target per sequence; 0 = fixed kl_coef")
     kl_horizon: int = _f(10000, "(ppo) adaptive KL controller horizon")
     clip_eps: float = _f(0.2, "PPO ratio clip epsilon")
@@ -154,13 +156,17 @@ class RLConfig(TrainConfig):
     lam: float = _f(0.95, "(ppo) GAE lambda")
     raft_keep: float = _f(0.25, "(raft) share of each prompt's samples kept for fine-tuning (the best)")
     sample_every: int = _f(1, "write the rollout's completions to samples/ every N rollouts (0 = never)")
+    save_policy_every: int = _f(0, "save the policy as OUT/checkpoints/step-N/ every N steps (0 = never); "
+                                "the over-optimisation audit scores these")
 
     def validate(self) -> "RLConfig":
         super().validate()
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; choose {', '.join(ALGOS)}")
-        if self.kl_placement not in ("loss", "reward"):
-            raise ValueError(f"unknown kl_placement {self.kl_placement!r}; choose loss or reward")
+        if self.kl_placement not in ("auto", "loss", "reward"):
+            raise ValueError(f"unknown kl_placement {self.kl_placement!r}; choose auto, loss or reward")
+        if self.kl_estimator not in ("auto", "k1", "k2", "k3"):
+            raise ValueError(f"unknown kl_estimator {self.kl_estimator!r}; choose auto, k1, k2 or k3")
         if self.group_size < 1 or self.ppo_epochs < 1:
             raise ValueError("group_size and ppo_epochs must be >= 1")
         if self.algo in ("grpo", "rloo") and self.group_size < 2:

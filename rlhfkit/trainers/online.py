@@ -83,6 +83,7 @@ class OnlineTrainer:
     """The shared phases; an algorithm subclass provides ``advantages`` and ``policy_loss``."""
 
     name = "online"
+    default_kl_placement = "loss"
 
     def __init__(self, policy, tokenizer, cfg: RLConfig, reward_fn, prompts: PromptSet,
                  out_dir: str | Path | None = None):
@@ -90,6 +91,11 @@ class OnlineTrainer:
         from rlhfkit.rollout.sampler import SamplingParams, TorchSampler
 
         self.cfg = cfg.validate()
+        cfg.algo = self.name
+        if cfg.kl_placement == "auto":
+            cfg.kl_placement = self.default_kl_placement
+        if cfg.kl_estimator == "auto":
+            cfg.kl_estimator = "k3" if cfg.kl_placement == "loss" else "k1"
         if cfg.lora_r:
             raise ValueError("online RL with LoRA is not built yet: use lora_r 0 (full fine-tuning)")
         cfg.dtype = resolve_dtype_name(cfg.dtype)
@@ -245,6 +251,8 @@ class OnlineTrainer:
         first_use = (record["step"] - 1) % self.cfg.ppo_epochs == 0
         if self.out and first_use and self.cfg.sample_every and self.buffer["rollout"] % self.cfg.sample_every == 0:
             self.write_samples(record["step"])
+        if self.out and self.cfg.save_policy_every and record["step"] % self.cfg.save_policy_every == 0:
+            loop.save_hf_folder(self.policy, self.tokenizer, self.out / "checkpoints" / f"step-{record['step']}")
 
     def write_samples(self, step: int) -> None:
         from rlhfkit.data.atomic import atomic_write

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rlhfkit.trainers.config import DPOConfig, RewardTrainConfig, SFTConfig
+from rlhfkit.trainers.config import ALGOS, DPOConfig, RewardTrainConfig, RLConfig, SFTConfig
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,60 @@ def _build_reward(cfg: RewardTrainConfig, pairs: list, out: Path | None):
     return RewardModelTrainer(cfg, train_pairs=pairs).setup()
 
 
+def online_trainer_class(algo: str):
+    if algo == "grpo":
+        from rlhfkit.trainers.grpo import GRPOTrainer as cls
+    elif algo == "rloo":
+        from rlhfkit.trainers.rloo import RLOOTrainer as cls
+    elif algo == "ppo":
+        from rlhfkit.trainers.ppo import PPOTrainer as cls
+    elif algo == "raft":
+        from rlhfkit.trainers.raft import RAFTTrainer as cls
+    else:
+        raise ValueError(f"unknown algo {algo!r}; choose {', '.join(ALGOS)}")
+    return cls
+
+
+def build_online(cfg: RLConfig, prompts=None, out: Path | None = None, policy=None, tokenizer=None, reward_fn=None):
+    """An online trainer for ``cfg.algo``: the policy from ``cfg.model`` (or given), prompts from
+    ``cfg.data`` (or a list of prompts / ``PreferencePair``s), the reward from ``cfg.reward``."""
+    from rlhfkit.models import load_causal_lm
+    from rlhfkit.rewards.base import load_reward
+    from rlhfkit.trainers.online import prompt_set, read_prompt_set
+
+    cfg.validate()
+    if policy is None:
+        policy, tokenizer = load_causal_lm(cfg.model, dtype="fp32")
+    if reward_fn is None:
+        if not cfg.reward:
+            raise ValueError("--reward is required: a reward-model folder or module:function")
+        reward_fn = load_reward(cfg.reward, normalize=cfg.reward_normalize)
+    if prompts is None:
+        if not cfg.data:
+            raise ValueError("--prompts (or 'data:' in the recipe) is required")
+        prompts = read_prompt_set(cfg.data, tokenizer, cfg.max_length)
+    elif not hasattr(prompts, "prompt_ids"):
+        prompts = prompt_set([getattr(p, "prompt", p) for p in prompts], tokenizer, cfg.max_length)
+    if cfg.limit:
+        prompts.prompts, prompts.prompt_ids, prompts.metadata = (
+            prompts.prompts[: cfg.limit], prompts.prompt_ids[: cfg.limit], prompts.metadata[: cfg.limit])
+    return online_trainer_class(cfg.algo)(policy, tokenizer, cfg, reward_fn, prompts, out).setup()
+
+
+def _online_entry(algo: str) -> "TrainerEntry":
+    def build(cfg: RLConfig, pairs: list, out: Path | None):
+        cfg.algo = algo
+        return build_online(cfg, pairs, out)
+
+    return TrainerEntry(algo, RLConfig, build, "AutoModelForCausalLM")
+
+
 TRAINERS: dict[str, TrainerEntry] = {
     entry.name: entry
     for entry in (
         TrainerEntry("dpo", DPOConfig, _build_dpo, "AutoModelForCausalLM"),
         TrainerEntry("sft", SFTConfig, _build_sft, "AutoModelForCausalLM"),
         TrainerEntry("reward", RewardTrainConfig, _build_reward, "AutoModelForSequenceClassification"),
+        *(_online_entry(algo) for algo in ALGOS),
     )
 }

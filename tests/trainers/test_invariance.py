@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 
+from rlhfkit.trainers.config import RLConfig
 from rlhfkit.trainers.registry import TRAINERS
 from tests.toy_data import polite_pairs
 
@@ -31,6 +32,9 @@ def make(name: str, model_dir, out=None, **overrides):
     settings.update(overrides)
     if name == "sft":
         settings.setdefault("packing", False)  # one example per row: 8 rows per step as for pairs
+    if entry.config is RLConfig:  # online RL: prompts from the pairs, a toy rule as the reward
+        settings = {"reward": "tests.toy_data:lowercase_share", "group_size": 4, "max_new_tokens": 6,
+                    "kl_coef": 0.04, **settings}
     return entry.build(entry.config(**settings), polite_pairs(16), out)
 
 
