@@ -105,3 +105,37 @@ def fleiss_kappa(counts) -> float:
     if p_e == 1:
         return float("nan")
     return float((p_bar - p_e) / (1 - p_e))
+
+
+def raw_agreement(counts) -> float:
+    """Mean pairwise raw agreement of an items x categories count matrix.
+
+    P_u = sum_c n_uc (n_uc - 1) / (m_u (m_u - 1)): the share of ordered pairs of distinct raters
+    of unit u that gave the same category; the result is the mean of P_u over units with
+    m_u >= 2 (Fleiss' P_bar, without any chance correction). NaN if no unit qualifies.
+    """
+    counts = np.asarray(counts, dtype=float)
+    m = counts.sum(axis=1)  # (N,)
+    counts, m = counts[m >= 2], m[m >= 2]
+    if len(counts) == 0:
+        return float("nan")
+    return float((((counts * (counts - 1)).sum(axis=1)) / (m * (m - 1))).mean())
+
+
+def kendall_tau_b(x, y) -> float:
+    """Kendall's tau-b of two rankings of the same objects (ties allowed).
+
+    tau_b = (n_c - n_d) / sqrt((n_0 - n_x) (n_0 - n_y)) with n_0 = n (n - 1) / 2 pairs, n_c / n_d
+    the concordant / discordant pairs, n_x / n_y the pairs tied in x / in y (Kendall 1945).
+    NaN when either ranking ties everything (the denominator is 0).
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"two rankings of the same objects are needed ({x.shape} != {y.shape})")
+    i, j = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])  # (n_0,)
+    n0 = len(i)
+    denom = np.sqrt((n0 - np.sum(dx == 0)) * (n0 - np.sum(dy == 0)))
+    if denom == 0:
+        return float("nan")
+    return float(np.sum(dx * dy) / denom)

@@ -13,8 +13,8 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi import Path as FastAPIPath
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
-from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.export import FORMATS, export_lines
+from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.items_io import parse_records
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes

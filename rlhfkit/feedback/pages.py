@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -65,6 +65,13 @@ def add_page_routes(app: FastAPI) -> None:
         resp = RedirectResponse("/admin" if p.admin else "/annotate", status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", max_age=30 * 86400)
         return resp
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        # Pages link /static/favicon.svg; browsers and tools that ask for /favicon.ico anyway
+        # (the API docs, a bookmark) get the same icon instead of a 404 in every log.
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/logout", include_in_schema=False)
     def logout():

@@ -2,9 +2,12 @@
 
 Every judgement is reduced to *pair labels*: for each pair of responses i < j that it orders,
 "lo" (i preferred), "hi" (j preferred), "tie", or "both_bad" (pairwise only). A unit is
-(item, i, j). Fleiss' and Cohen's kappa are computed over these units for both modes, so a
-ranking project and a pairwise project report comparable numbers; ranking projects also get
-Krippendorff's ordinal alpha over (item, response) units whose value is the tier position.
+(item, i, j). Raw agreement, Fleiss' and Cohen's kappa and Krippendorff's alpha (nominal on
+the four labels; ordinal on "i better > no preference > j better") are computed over these
+units for both modes, so a ranking project and a pairwise project report comparable numbers.
+For rankings the units are the implied pairwise preferences: a response everyone ranks last
+agrees with every annotator, however they tie the others (alpha on tier numbers called that
+disagreement). Ranking projects also get Kendall's tau-b between annotators' rankings.
 
 Reliability weight per annotator: acc is the posterior mean of agreeing (Beta(3, 1) prior,
 i.e. 0.75 before any evidence) over their strict pair labels compared with the leave-one-out
@@ -126,11 +129,56 @@ def _annotator_rows(rows, items, names, units, skips) -> list[dict[str, Any]]:
     return out
 
 
+# Pair labels as values of a unit (item, i, j), i < j. Nominal: four categories. Ordinal: the
+# preference scale "i better > no preference > j better"; both_bad states no preference
+# between the two, so it sits with tie.
+NOMINAL_CODE = {"lo": 0, "hi": 1, "tie": 2, "both_bad": 3}
+ORDINAL_CODE = {"lo": 0, "tie": 1, "both_bad": 1, "hi": 2}
+
+
+def _alpha(units, ann_ids, code: dict[str, int], metric: str) -> float | None:
+    row = {a: n for n, a in enumerate(ann_ids)}
+    keys = [k for k, v in units.items() if len(v) >= 2]  # single-valued units are not pairable
+    if not keys:
+        return None
+    data = np.full((len(ann_ids), len(keys)), np.nan)  # (annotators, units)
+    for u, k in enumerate(keys):
+        for a, lab in units[k].items():
+            data[row[a], u] = code[lab]
+    return agreement.krippendorff_alpha(data, metric)
+
+
+def _kendall(rows, names) -> tuple[float | None, list[dict[str, Any]]]:
+    """Mean over annotator pairs of their mean tau-b over the items both ranked."""
+    ranks: dict[int, dict[int, list[int]]] = defaultdict(dict)  # item -> annotator -> tier of each response
+    for j in rows:
+        if not j.is_gold and j.judgement["kind"] == "ranking":
+            tier_of = {r: t for t, tier in enumerate(j.judgement["tiers"]) for r in tier}
+            ranks[j.item_id][j.annotator_id] = [tier_of[r] for r in range(len(tier_of))]
+    per_pair: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for by_ann in ranks.values():
+        for a, b in combinations(sorted(by_ann), 2):
+            tau = agreement.kendall_tau_b(by_ann[a], by_ann[b])
+            if tau == tau:  # NaN when one of them tied everything: no order to correlate
+                per_pair[(a, b)].append(tau)
+    pairs = [{"a": names[a], "b": names[b], "items": len(taus), "tau_b": float(np.mean(taus))}
+             for (a, b), taus in sorted(per_pair.items())]
+    return (float(np.mean([p["tau_b"] for p in pairs])) if pairs else None), pairs
+
+
 def _agreement(rows, project: Project, units, names) -> dict[str, Any]:
+    """Agreement over (item, i, j) pair units, the same definitions for both project kinds
+    (formulae in docs/feedback.md); rankings add Kendall's tau-b between annotators."""
     unit_keys = [k for k, v in units.items() if len(v) >= 2]
     counts = np.array([[Counter(units[k].values())[lab] for lab in PAIR_LABELS] for k in unit_keys]).reshape(-1, 4)
-    out: dict[str, Any] = {"units": len(unit_keys), "fleiss_kappa": agreement.fleiss_kappa(counts)}
     ann_ids = sorted({a for k in unit_keys for a in units[k]})
+    out: dict[str, Any] = {
+        "units": len(unit_keys),
+        "raw_agreement": agreement.raw_agreement(counts),
+        "fleiss_kappa": agreement.fleiss_kappa(counts),
+        "krippendorff_alpha_nominal": _alpha(units, ann_ids, NOMINAL_CODE, "nominal"),
+        "krippendorff_alpha_ordinal": _alpha(units, ann_ids, ORDINAL_CODE, "ordinal"),
+    }
     cohen = []
     for a, b in combinations(ann_ids, 2):
         common = [k for k in unit_keys if a in units[k] and b in units[k]]
@@ -138,20 +186,10 @@ def _agreement(rows, project: Project, units, names) -> dict[str, Any]:
             kappa = agreement.cohen_kappa([units[k][a] for k in common], [units[k][b] for k in common])
             cohen.append({"a": names[a], "b": names[b], "units": len(common), "kappa": kappa})
     out["cohen_kappa"] = cohen
+    defined = [c["kappa"] for c in cohen if c["kappa"] == c["kappa"]]
+    out["cohen_kappa_mean"] = float(np.mean(defined)) if defined else None
     if project.mode == "ranking":
-        col = {a: n for n, a in enumerate(ann_ids)}
-        cells: dict[tuple[int, int], dict[int, int]] = defaultdict(dict)
-        for j in rows:
-            if j.is_gold or j.judgement["kind"] != "ranking" or j.annotator_id not in col:
-                continue
-            for t, tier in enumerate(j.judgement["tiers"]):
-                for r in tier:
-                    cells[(j.item_id, r)][j.annotator_id] = t
-        data = np.full((len(ann_ids), len(cells)), np.nan)
-        for u, vals in enumerate(cells.values()):
-            for a, t in vals.items():
-                data[col[a], u] = t
-        out["krippendorff_alpha_ordinal"] = agreement.krippendorff_alpha(data, "ordinal") if cells else None
+        out["kendall_tau_b"], out["kendall_tau_b_pairs"] = _kendall(rows, names)
     return out
 
 

@@ -107,7 +107,7 @@ def test_judgement_validation(env):
         ({"kind": "ranking", "tiers": [[0], [1], [7]]}, 422, "every response"),
         ({"kind": "ranking", "tiers": [[0], [0], [1]]}, 422, "appears twice"),
         ({"kind": "pairwise", "a": 0, "b": 1, "choice": "a"}, 422, "collects rankings"),
-        ({"kind": "nonsense"}, 422, ""),
+        ({"kind": "nonsense"}, 422, "Input tag 'nonsense' found using 'kind' does not match"),
     ]
     for n, (j, status, words) in enumerate(bad):
         r = env.client.post(url, json={"id": f"v{n}", "judgement": j}, headers=env.hdr("alice"))

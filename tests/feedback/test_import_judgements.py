@@ -9,7 +9,7 @@ from rlhfkit.cli import app
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import export_items
-from rlhfkit.schema import Annotation, PairwiseJudgement, PreferenceItem, RankingJudgement
+from rlhfkit.schema import Annotation, PairwiseJudgement, RankingJudgement
 from tests.feedback.conftest import make_items
 
 runner = CliRunner()

@@ -42,9 +42,11 @@ def test_agreement_numbers_match_hand_computation(env):
     odd = [[0, 3, 0, 0], [1, 2, 0, 0], [1, 2, 0, 0]]
     assert st["agreement"]["units"] == 18
     assert st["agreement"]["fleiss_kappa"] == pytest.approx(agreement.fleiss_kappa((even + odd) * 3), rel=1e-12)
-    # ordinal alpha over (item, response) cells valued by tier position
-    data = np.array([[0, 1, 2, 2, 1, 0] * 3, [0, 1, 2, 2, 1, 0] * 3, [1, 0, 2] * 6], float)
+    # ordinal alpha over the implied pair preferences, coded lo=0 < tie=1 < hi=2 (worked out by
+    # hand: alice and bob say lo,lo,lo on even items and hi,hi,hi on odd ones; carol hi,lo,lo)
+    data = np.array([[0, 0, 0, 2, 2, 2] * 3, [0, 0, 0, 2, 2, 2] * 3, [2, 0, 0] * 6], float)
     assert st["agreement"]["krippendorff_alpha_ordinal"] == pytest.approx(agreement.krippendorff_alpha(data), rel=1e-12)
+    assert st["agreement"]["raw_agreement"] == pytest.approx(agreement.raw_agreement((even + odd) * 3), rel=1e-12)
     kappas = {(c["a"], c["b"]): c["kappa"] for c in st["agreement"]["cohen_kappa"]}
     assert kappas[("alice", "bob")] == pytest.approx(1.0, abs=1e-12)
     assert kappas[("alice", "carol")] < 0.5

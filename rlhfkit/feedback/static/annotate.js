@@ -159,7 +159,8 @@
       head.appendChild(el("span", "rank-badge"));
       card.appendChild(head);
       const body = el("div", "response-text");
-      renderText(body, r.text);
+      if (r.empty) body.appendChild(el("span", "empty-response", "(empty response)"));  // imported as ""
+      else renderText(body, r.text);
       card.appendChild(body);
       card.addEventListener("click", () => (mode === "pairwise" ? choose("ab"[pos]) : place(pos, false)));
       card.addEventListener("dragstart", (ev) => ev.dataTransfer.setData("text/plain", String(pos)));
@@ -182,8 +183,9 @@
       cards.forEach((c) => {
         const pos = Number(c.dataset.pos);
         const t = tierOf.get(pos);
-        c.classList.toggle("placed", t !== undefined);
-        c.classList.toggle("best", t === 0);
+        c.classList.toggle("placed", !allBad && t !== undefined);
+        c.classList.toggle("best", !allBad && t === 0);
+        c.classList.toggle("bad", allBad);  // red "bad" badges, never the green of a placement
         c.querySelector(".rank-badge").textContent = allBad ? "bad" : (t === undefined ? "" : ordinal(t + 1));
       });
       rank.appendChild(el("span", "hint", allBad ? "All responses marked bad. Enter submits, Backspace undoes."
