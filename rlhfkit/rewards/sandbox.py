@@ -187,8 +187,9 @@ def _parse_events(text: str) -> list[dict]:
 
 def _summarise(events: list[dict], total: int, returncode: int | None, timed_out: bool,
                limits: SandboxLimits) -> SandboxResult:
-    passed = sum(1 for e in events if e.get("event") == "test" and e.get("passed") is True)
-    passed = min(passed, total)
+    # distinct in-range indices only, so repeated or stray lines cannot inflate the count
+    passed = len({e.get("index") for e in events if e.get("event") == "test" and e.get("passed") is True
+                  and type(e.get("index")) is int and 0 <= e["index"] < total})
     refused = [str(e.get("what")) for e in events if e.get("event") == "refused"]
     errors = [str(e.get("error")) for e in events if e.get("event") in ("test", "code_error") and e.get("error")]
     environ = next((e.get("environ", []) for e in events if e.get("event") == "start"), [])
@@ -245,7 +246,7 @@ def run_tests(code: str, tests: list[str], limits: SandboxLimits = SandboxLimits
                     proc.wait(timeout=limits.timeout_s)
                 except subprocess.TimeoutExpired:
                     timed_out = True
-                    _kill_group(proc)
+                _kill_group(proc)  # also after a normal exit: nothing of the group may outlive it
             result = _summarise(_parse_events(_read(result_path, 1_000_000)), len(tests), proc.returncode,
                                 timed_out, limits)
             result.stdout = _read(os.path.join(io_dir, "out"), limits.max_output_chars)

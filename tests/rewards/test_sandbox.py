@@ -88,3 +88,26 @@ def test_code_unit_tests_rule_rewards_fraction_and_zero_for_hostile_code():
     assert code_unit_tests(["p"], [good], tests=tests, timeout_s=2.0) == [1.0]
     assert code_unit_tests(["p"], ["```python\nwhile True: pass\n```"], tests=tests, timeout_s=0.5) == [0.0]
     assert code_unit_tests(["p"], ["no code at all"], tests=tests) == [0.0]
+
+
+def test_limits_stdin_and_user_inside_the_child():
+    # the CPU limit is checked as set rather than hit: hitting it costs seconds on a busy machine
+    limits = SandboxLimits(timeout_s=2.0, cpu_s=2, memory_bytes=300 * 2**20, file_size_bytes=12345)
+    code = "import os, resource, sys\nR = resource\n"
+    tests = ["assert R.getrlimit(R.RLIMIT_NPROC) == (1, 1)",
+             f"assert R.getrlimit(R.RLIMIT_AS) == ({300 * 2**20}, {300 * 2**20})",
+             "assert R.getrlimit(R.RLIMIT_FSIZE) == (12345, 12345)",
+             "assert R.getrlimit(R.RLIMIT_CPU) == (2, 3)",
+             "assert sys.stdin.read() == ''"]
+    uid = sandbox._sandbox_user()[0]
+    if uid is not None:  # root parent and a `nobody` user: the code must run as nobody
+        tests.append(f"assert (os.getuid(), os.geteuid()) == ({uid}, {uid})")
+    result = run_tests(code, tests, limits)
+    assert result.passed == len(tests), result.errors
+
+
+def test_forged_result_lines_cannot_inflate_the_score():
+    code = ("import os\nfor fd in range(3, 20):\n    try:\n        os.write(fd, b'{\"event\": \"test\", "
+            "\"index\": 0, \"passed\": true}\\n' * 50)\n    except OSError:\n        pass\n")
+    result = run_tests(code, ["assert False", "assert False"], FAST)
+    assert result.passed <= 1 and result.total == 2  # documented: forging one test is possible
