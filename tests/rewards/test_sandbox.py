@@ -9,7 +9,10 @@ from rlhfkit.rewards import sandbox
 from rlhfkit.rewards.rules import code_unit_tests
 from rlhfkit.rewards.sandbox import SandboxLimits, run_tests
 
-FAST = SandboxLimits(timeout_s=1.0, cpu_s=1)
+# generous wall clock for programs that end by themselves (a loaded CI machine can take a
+# second to start Python); the infinite-loop tests use LOOP so they stay fast
+FAST = SandboxLimits(timeout_s=20.0, cpu_s=5)
+LOOP = SandboxLimits(timeout_s=1.0, cpu_s=5)
 GOOD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
 
@@ -24,7 +27,7 @@ def test_correct_program_passes_and_partial_credit_counts():
 
 
 def test_infinite_loop_is_killed_on_the_wall_clock():
-    result = run_tests("while True:\n    pass\n", ADD_TESTS, FAST)
+    result = run_tests("while True:\n    pass\n", ADD_TESTS, LOOP)
     assert result.passed == 0 and result.reason.startswith("timeout")
     _assert_next_program_still_scores()
 
@@ -85,7 +88,7 @@ def test_child_environment_has_no_parent_secrets(monkeypatch):
 def test_code_unit_tests_rule_rewards_fraction_and_zero_for_hostile_code():
     tests = [ADD_TESTS]
     good = "Here you go:\n```python\n" + GOOD + "```"
-    assert code_unit_tests(["p"], [good], tests=tests, timeout_s=2.0) == [1.0]
+    assert code_unit_tests(["p"], [good], tests=tests, timeout_s=20.0) == [1.0]
     assert code_unit_tests(["p"], ["```python\nwhile True: pass\n```"], tests=tests, timeout_s=0.5) == [0.0]
     assert code_unit_tests(["p"], ["no code at all"], tests=tests) == [0.0]
 
