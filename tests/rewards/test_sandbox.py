@@ -95,7 +95,7 @@ def test_code_unit_tests_rule_rewards_fraction_and_zero_for_hostile_code():
 
 def test_limits_stdin_and_user_inside_the_child():
     # the CPU limit is checked as set rather than hit: hitting it costs seconds on a busy machine
-    limits = SandboxLimits(timeout_s=2.0, cpu_s=2, memory_bytes=300 * 2**20, file_size_bytes=12345)
+    limits = SandboxLimits(timeout_s=20.0, cpu_s=2, memory_bytes=300 * 2**20, file_size_bytes=12345)
     code = "import os, resource, sys\nR = resource\n"
     tests = ["assert R.getrlimit(R.RLIMIT_NPROC) == (1, 1)",
              f"assert R.getrlimit(R.RLIMIT_AS) == ({300 * 2**20}, {300 * 2**20})",
@@ -114,3 +114,27 @@ def test_forged_result_lines_cannot_inflate_the_score():
             "\"index\": 0, \"passed\": true}\\n' * 50)\n    except OSError:\n        pass\n")
     result = run_tests(code, ["assert False", "assert False"], FAST)
     assert result.passed <= 1 and result.total == 2  # documented: forging one test is possible
+
+
+@pytest.mark.parametrize("attack", [
+    "import sys\nsys.modules['__main__'].ROOT = ''\n",  # the hook's state is not in __main__
+    "import os\n_cwd = os.getcwd()\nos.path.realpath = lambda p: _cwd\n",  # it does not call os.path
+    "import os\nos.chdir('..')\n",
+    "import os\nd = os.open('/tmp', os.O_RDONLY)\nos.open(NAME, os.O_WRONLY | os.O_CREAT, dir_fd=d)\n",
+    "import gc\ngc.get_objects()\n",
+])
+def test_naive_subversion_of_the_hook_fails(monkeypatch, attack):
+    monkeypatch.setattr(sandbox, "_sandbox_user", lambda: (None, None))  # hook only, as root
+    name = f"rlhfkit-outside-{uuid.uuid4().hex}"
+    code = f"NAME = {name!r}\n" + attack + f"open('../' + NAME, 'w').write('x')\nopen('/tmp/' + NAME, 'w')\n"
+    result = run_tests(code, ["assert True"], FAST)
+    assert not os.path.exists(f"/tmp/{name}")
+    assert result.passed == 0 and result.reason.startswith("refused:"), result.reason
+
+
+def test_ordinary_library_use_still_works():
+    code = ("import collections, typing, pathlib, json\nP = collections.namedtuple('P', 'a b')\n"
+            "T = typing.TypeVar('T')\npathlib.Path('out.json').write_text(json.dumps([1, 2]))\n")
+    result = run_tests(code, ["assert P(1, 2).b == 2", "assert json.loads(open('out.json').read()) == [1, 2]",
+                              "print('visible')"], FAST)
+    assert (result.passed, result.reason) == (3, "ok") and result.stdout == "visible\n"
