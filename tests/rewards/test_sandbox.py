@@ -91,6 +91,11 @@ def test_code_unit_tests_rule_rewards_fraction_and_zero_for_hostile_code():
     assert code_unit_tests(["p"], [good], tests=tests, timeout_s=20.0) == [1.0]
     assert code_unit_tests(["p"], ["```python\nwhile True: pass\n```"], tests=tests, timeout_s=0.5) == [0.0]
     assert code_unit_tests(["p"], ["no code at all"], tests=tests) == [0.0]
+    # concurrent runs keep their order (and several sandboxes may run as `nobody` at once)
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    completions = [good, wrong, "import os\nos.fork()", good]
+    half_right = [["assert add(1, 2) == 3", "assert add(0, 0) == 0"]] * 4  # a - b passes the second only
+    assert code_unit_tests(["p"] * 4, completions, tests=half_right, timeout_s=20.0, workers=4) == [1.0, 0.5, 0.0, 1.0]
 
 
 def test_limits_stdin_and_user_inside_the_child():
