@@ -89,7 +89,7 @@ def _install():
     # The hook's state lives only in closures made here; once this returns, no frame or global
     # the untrusted code can reach refers to it. The hook uses only primitives captured here,
     # so re-binding os.path.realpath, builtins.isinstance, ... later changes nothing it checks.
-    import sys, os, json, resource, posix, pathlib
+    import sys, os, json, resource, posix, pathlib, _json
     p = json.loads(sys.argv[1]); del sys.argv[1:]
     for name in p["preimports"]:
         try: __import__(name)
@@ -103,11 +103,18 @@ def _install():
         resource.setrlimit(lim, (soft, hard))
     fd, write, dumps, getcwd, stat, fspath = p["result_fd"], posix.write, json.dumps, posix.getcwd, posix.stat, posix.fspath
     _type, _str, _bytes, _int, _len, _any, _all, _tuple = type, str, bytes, int, len, any, all, tuple
-    _PermissionError, _OSError = PermissionError, OSError
-    path_types = (str, bytes, pathlib.PosixPath, pathlib.PurePosixPath)
+    _PermissionError, _OSError, split = PermissionError, OSError, str.split
+    quote = _json.encode_basestring_ascii  # C code: no Python the untrusted code could patch
+    Posix, PurePosix = pathlib.PosixPath, pathlib.PurePosixPath
     pure_str = pathlib.PurePath.__str__  # pathlib's own conversion, captured before any patching
     def emit(**kw):
         write(fd, (dumps(kw) + "\n").encode())
+    def checked_type(path):
+        # identity, not ==: a metaclass could define __eq__ and run code inside the hook
+        t = _type(path)
+        return t is _str or t is _bytes or t is Posix or t is PurePosix
+    def shown(path):
+        return path if _type(path) is _str else "<%s path>" % _type(path).__name__
     emit(event="start", environ=sorted(os.environ))
     ROOT = os.path.realpath(p["root"])
     WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -126,7 +133,7 @@ def _install():
     NO_IMPORT = {"ctypes", "_ctypes", "_posixsubprocess", "_socket"}
     def absolute(path):
         # lexical normalisation is enough: ROOT is fresh and creating links is refused
-        path = fspath(path) if _type(path) in (_str, _bytes) else pure_str(path)
+        path = fspath(path) if _type(path) is _str or _type(path) is _bytes else pure_str(path)
         if _type(path) is _bytes:
             path = path.decode("utf-8", "surrogateescape")
         if not path.startswith("/"):
@@ -140,7 +147,7 @@ def _install():
         return "/" + "/".join(parts)
     def inside(path):
         # exact types only: a PathLike subclass could answer differently to hook and syscall
-        if _type(path) not in path_types:
+        if not checked_type(path):
             return False
         full = absolute(path)
         return full == ROOT or full.startswith(ROOT + "/")
@@ -150,27 +157,27 @@ def _install():
         except _OSError:
             return False
     def refuse(what):
-        emit(event="refused", what=what)
+        write(fd, ('{"event": "refused", "what": ' + quote(what) + "}\n").encode())
         raise _PermissionError("sandbox refused " + what)
     def hook(event, args):
         if event in DENY or event.startswith("ctypes."):
             refuse(event)
-        elif event == "import" and args[0].split(".")[0] in NO_IMPORT:
-            refuse("import " + args[0])
+        elif event == "import" and split(_str(args[0]), ".")[0] in NO_IMPORT:
+            refuse("import " + _str(args[0]))
         elif event == "open":
             path, mode, flags = args
             if _type(path) is _int or inside(path):
                 return  # an already open descriptor, or a file in the sandbox
             writing = flags & WRITE != 0 or (_type(mode) is _str and _any(c in mode for c in "wax+"))
             if writing:
-                refuse("open %r for writing outside the sandbox" % (path,))
-            if _type(path) not in path_types or is_dir(path):
-                refuse("open %r (a directory or an unchecked path type) outside the sandbox" % (path,))
+                refuse("open %r for writing outside the sandbox" % (shown(path),))
+            if not checked_type(path) or is_dir(path):
+                refuse("open %r (a directory or an unchecked path type) outside the sandbox" % (shown(path),))
         elif event in PATHS:
             paths, fds = PATHS[event]
             # an int path is a descriptor (fchmod, ftruncate, ...): refused, its file is unknown
             if _any(args[i] not in (None, -1) for i in fds if i < _len(args)) or not _all(inside(args[i]) for i in paths):
-                refuse("%s %r" % (event, _tuple(args[i] for i in paths)))
+                refuse("%s %r" % (event, _tuple(shown(args[i]) for i in paths)))
     sys.addaudithook(hook)
     return emit, p["code"], p["tests"]
 def _run(emit, code, tests):
@@ -263,7 +270,10 @@ def run_tests(code: str, tests: list[str], limits: SandboxLimits = SandboxLimits
         root = tempfile.mkdtemp(prefix="rlhfkit-sandbox-")
         try:
             if uid is not None:
-                os.chown(root, uid, gid)
+                try:
+                    os.chown(root, uid, gid)
+                except OSError:  # e.g. a user namespace without that uid: run without dropping
+                    uid = gid = None
             result_path = os.path.join(io_dir, "result")
             with open(result_path, "wb") as res, open(os.path.join(io_dir, "out"), "wb") as out, \
                     open(os.path.join(io_dir, "err"), "wb") as err:
