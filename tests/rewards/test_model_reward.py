@@ -76,3 +76,8 @@ def test_multi_head_mean_empty_completion_and_saved_folder(tmp_path):
     model.save(tmp_path / "rm")
     loaded = load_reward(str(tmp_path / "rm"))
     assert loaded(PROMPTS, COMPLETIONS) == pytest.approx(ModelReward(model)(PROMPTS, COMPLETIONS), abs=1e-5)
+    # and the folder read back by plain transformers scores the trainer's sequences the same
+    from transformers import AutoModelForSequenceClassification
+
+    plain = RewardModel(AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval(), model.tokenizer)
+    assert loaded(PROMPTS, COMPLETIONS) == pytest.approx(reference_scores(plain, PROMPTS, COMPLETIONS, 512), abs=1e-5)
