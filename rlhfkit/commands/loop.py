@@ -13,7 +13,7 @@ from rlhfkit.commands.common import console, user_errors
 
 
 def loop(
-    recipe: Path = typer.Argument(..., help="loop recipe YAML (see recipes/quickstart.yaml)"),
+    recipe: str = typer.Argument(..., help="loop recipe YAML, or builtin:quickstart for the shipped one"),
     name: str = typer.Option(None, help="run name (default: the recipe's); the run goes to OUT/NAME"),
     seed: int = typer.Option(None, help="override the recipe's seed"),
     rounds: int = typer.Option(None, help="override the recipe's number of rounds"),

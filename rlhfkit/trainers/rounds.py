@@ -71,9 +71,12 @@ class LoopConfig:
 
 
 def read_loop_recipe(path: str | Path) -> LoopConfig:
+    """A loop recipe from a YAML file, or ``builtin:NAME`` for rlhfkit/assets/NAME.yaml."""
     from rlhfkit.data.errors import DataError
     from rlhfkit.data.recipe import read_recipe
 
+    if str(path).startswith("builtin:"):  # a recipe shipped with the package, e.g. builtin:quickstart
+        path = resolve_prompts(str(path)).with_suffix(".yaml")
     raw = read_recipe(Path(path))
     if raw.get("trainer", "loop") != "loop":
         raise DataError(path, None, "trainer", f"this recipe is for `{raw['trainer']}`, not `loop`")
