@@ -5,7 +5,8 @@ How to run (SmolLM2-135M-Instruct, 2 prompts x 8 completions of up to 48 tokens,
     flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
         .venv/bin/python benchmarks/grpo.py --model smollm2-135m --steps 6
 
-Quick end-to-end check with a tiny random model that uses SmolLM2's tokenizer (seconds):
+Quick end-to-end check with a tiny random model that uses SmolLM2's tokenizer (about a minute;
+``rlhfkit.models.save_tiny(folder)``, with the byte tokenizer, works too):
 
     .venv/bin/python -c "from rlhfkit.models import tiny_causal_lm as t; m, k = t(vocab='smollm2'); \\
         m.save_pretrained('/tmp/tiny-smollm2'); k.save_pretrained('/tmp/tiny-smollm2')"
@@ -24,7 +25,12 @@ set False here), no vLLM, TRL on ``use_cpu=True``, ``bf16`` only where our dtype
 The loss is aligned to TRL's defaults: ``loss_type="dapo"`` (per-token losses summed over the whole
 step and divided by its number of completion tokens) is our ``aggregation="token_mean"``;
 ``scale_rewards="group"`` (``(r - mean_g) / (std_g + 1e-4)``, sample std) is our
-``advantage_scale="std"``; both put the k3 KL estimate per token in the loss with weight beta.
+``advantage_scale="std"``. The KL anchor: TRL 1.16 puts ``beta * k3 * ratio`` per token in the loss
+(``use_bias_correction_kl=True``, its default); on-policy (ratio 1, ``num_iterations=1``) that term's
+gradient is ``beta * (logp - ref_logp) * grad logp``, the reverse-KL gradient, which is exactly the
+gradient of our ``kl_estimator="k2"`` in the loss (``rlhfkit/losses/kl.py``; checked in
+``tests/test_benchmarks_import.py``), so ours runs with k2 here. Our GRPO default, k3 without the
+ratio, would follow the forward KL's gradient instead. Only the logged KL value differs.
 
 Timing: ours is the loop's own ``s_per_step`` (rollout, reference pass, scoring, forward, backward,
 optimiser step); TRL's is the wall time between consecutive ``on_step_end`` callbacks (the same
@@ -154,7 +160,7 @@ def run_ours(folder, problems: list[dict], args, dtype: str, reward: RecordedRul
         algo="grpo", model=str(folder), lr=args.lr, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, batch_size=args.prompts_per_step, grad_accum=1, max_steps=args.steps,
         max_length=4096, group_size=args.group_size, max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature, top_p=1.0, top_k=0, kl_coef=args.beta, kl_estimator="k3",
+        temperature=args.temperature, top_p=1.0, top_k=0, kl_coef=args.beta, kl_estimator="k2",
         kl_placement="loss", clip_eps=0.2, ppo_epochs=1, aggregation="token_mean", advantage_scale="std",
         reward_normalize="none", dtype=dtype, seed=args.seed, progress=False, resume=False, sample_every=0)
     prompts = prompt_set([messages(p) for p in problems], tokenizer, cfg.max_length,
@@ -188,14 +194,15 @@ def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule
     G, P = args.group_size, args.prompts_per_step
     # TRL 1.x turns activation checkpointing on by default (memory for speed); ours does not checkpoint.
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
-    no_checkpointing = ({"activation_checkpointing": False} if "activation_checkpointing" in GRPOConfig.__dataclass_fields__
-                        else {"gradient_checkpointing": False})
+    renamed = "activation_checkpointing" in GRPOConfig.__dataclass_fields__
+    no_checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": False}
     cfg = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="trl-grpo-bench-"), per_device_train_batch_size=P * G,
         gradient_accumulation_steps=1, num_generations=G, max_completion_length=args.max_new_tokens,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         beta=args.beta, temperature=args.temperature, top_p=1.0, top_k=0, epsilon=0.2, num_iterations=1,
-        loss_type="dapo", scale_rewards="group", max_steps=args.steps, shuffle_dataset=False, seed=args.seed,
+        loss_type="dapo", scale_rewards="group", use_bias_correction_kl=True, max_steps=args.steps,
+        shuffle_dataset=False, seed=args.seed,
         **no_checkpointing, use_vllm=False, use_cpu=True, bf16=dtype == "bf16", report_to=[],
         logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
     trainer = GRPOTrainer(model=policy, reward_funcs=reward.trl_adapter(), args=cfg, train_dataset=data,
@@ -204,6 +211,7 @@ def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule
     trainer.train()
     out = {"seconds": [b - a for a, b in zip(ends, ends[1:])], "prompt_ids": prompt_ids,
            "settings": {"loss_type": trainer.loss_type, "scale_rewards": trainer.scale_rewards, "beta": trainer.beta,
+                        "kl": "k3 * ratio in the loss" if cfg.use_bias_correction_kl else "k3 in the loss",
                         "epsilon": cfg.epsilon, "num_iterations": cfg.num_iterations,
                         **{k: getattr(cfg, k) for k in no_checkpointing}, "bf16": cfg.bf16,
                         "model_checkpointing": _checkpointing(trainer.model),
