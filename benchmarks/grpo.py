@@ -1,9 +1,13 @@
 """rlhfkit GRPO vs TRL's GRPOTrainer, side by side in one process: seconds per step and reward curves.
 
-How to run (SmolLM2-135M-Instruct, 2 prompts x 8 completions of up to 48 tokens, 6 steps):
+How to run, from the repository root (SmolLM2-135M-Instruct, 2 prompts x 8 completions of up to
+48 tokens, 6 steps, length reward):
 
-    flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
+    flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 PYTHONPATH=. \\
         .venv/bin/python benchmarks/grpo.py --model smollm2-135m --steps 6
+
+(``--reward exact`` scores the arithmetic answers instead; at the default lr 1e-6 six steps barely
+move the policy, so a larger ``--lr`` such as 1e-5 is the stronger test that the curves move alike.)
 
 Quick end-to-end check with a tiny random model that uses SmolLM2's tokenizer (about a minute;
 ``rlhfkit.models.save_tiny(folder)``, with the byte tokenizer, works too):
