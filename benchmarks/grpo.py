@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import shutil
 import statistics
 import tempfile
 import time
@@ -196,12 +197,13 @@ def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule
             ends.append(time.perf_counter())
 
     G, P = args.group_size, args.prompts_per_step
+    scratch = tempfile.mkdtemp(prefix="trl-grpo-bench-")  # TRL wants an output folder; nothing is saved
     # TRL 1.x turns activation checkpointing on by default (memory for speed); ours does not checkpoint.
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
     renamed = "activation_checkpointing" in GRPOConfig.__dataclass_fields__
     no_checkpointing = {"activation_checkpointing" if renamed else "gradient_checkpointing": False}
     cfg = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="trl-grpo-bench-"), per_device_train_batch_size=P * G,
+        output_dir=scratch, per_device_train_batch_size=P * G,
         gradient_accumulation_steps=1, num_generations=G, max_completion_length=args.max_new_tokens,
         learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         beta=args.beta, temperature=args.temperature, top_p=1.0, top_k=0, epsilon=0.2, num_iterations=1,
@@ -221,6 +223,7 @@ def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule
                         "model_checkpointing": _checkpointing(trainer.model),
                         "steps_per_generation": cfg.steps_per_generation}}
     del trainer, policy
+    shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
