@@ -80,7 +80,8 @@ class RolloutBatch:
     - logprobs: (B*n, T) float32, log pi(token) of the sampling policy at each generated token,
       pi = softmax(logits / temperature) over the whole vocabulary, *before* top-k/top-p
       truncation (what importance ratios need); 0 on padding.
-    - raw_logprobs: (B*n, T) float32, the same at temperature 1 (log softmax(logits)).
+    - raw_logprobs: (B*n, T) float32, the same at temperature 1 (log softmax(logits)); None
+      where a backend reports only one kind (vLLM away from temperature 1).
     - finish_reasons: "eos", "stop" (a stop string) or "length" per sample.
     - texts: decoded completions (special tokens skipped; a stop string is included).
     """
@@ -89,7 +90,7 @@ class RolloutBatch:
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
     logprobs: torch.Tensor
-    raw_logprobs: torch.Tensor
+    raw_logprobs: torch.Tensor | None
     finish_reasons: list[str]
     texts: list[str]
     n: int = 1
