@@ -38,6 +38,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from rlhfkit.rollout.decode_state import (
+    FusedLlamaDecodeState,
+    FusedLlamaWeights,
+    HFDecodeState,
+    fused_llama_supported,
+)
 from rlhfkit.rollout.sampling import choose_tokens
 
 FINISH_REASONS = ("eos", "stop", "length")
@@ -142,8 +148,11 @@ class TorchSampler:
     weights; ``update_weights`` loads other weights into that model.
     """
 
-    def __init__(self, model, tokenizer, compact_below: float = 0.75, eos_ids: list[int] | None = None):
+    def __init__(self, model, tokenizer, compact_below: float = 0.75, eos_ids: list[int] | None = None,
+                 fused: bool = True):
         self.model = model
+        # Llama-architecture models decode through rollout.decode_state's fused step (same maths).
+        self.fused_weights = FusedLlamaWeights(model) if fused and fused_llama_supported(model) else None
         self.tokenizer = tokenizer
         self.compact_below = compact_below  # drop finished rows once at most this share still runs
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -208,6 +217,12 @@ class TorchSampler:
         if not torch.equal(source, torch.arange(len(unique), device=self.device)):
             cache.batch_select_indices(source)  # (U, ...) -> (B*n, ...): prefill shared by the n samples
             logits, mask, positions = logits[source], mask[source], positions[source]
+        if self.fused_weights is not None:
+            state = FusedLlamaDecodeState(self.model, self.fused_weights, cache, mask, positions,
+                                          params.max_new_tokens)
+        else:
+            state = HFDecodeState(self.model, cache, mask, positions)
+        del cache
 
         total = len(prompt_ids) * n
         steps = params.max_new_tokens
@@ -246,19 +261,14 @@ class TorchSampler:
             if done.any() and running.sum() <= self.compact_below * len(running):
                 # Drop finished rows from the batch and the cache: later steps cost less.
                 keep = running.nonzero().squeeze(1)
-                keep_dev = keep.to(self.device)
-                cache.batch_select_indices(keep_dev)
-                mask, positions, chosen = mask[keep_dev], positions[keep_dev], chosen[keep_dev]
+                state.select(keep.to(self.device))
+                chosen = chosen[keep.to(self.device)]
                 sample_of_row, running = sample_of_row[keep], running[keep]
                 compactions += 1
             # Finished rows that stay in the batch feed a masked pad token; their outputs are ignored.
-            step_mask = running.to(self.device, dtype=mask.dtype)[:, None]  # (R, 1)
-            chosen = torch.where(step_mask[:, 0].bool(), chosen, self.pad_id)
-            mask = torch.cat([mask, step_mask], dim=1)  # (R, P + t + 1)
-            out = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions[:, None],
-                             cache=cache, use_cache=True)
-            positions = positions + 1
-            logits = out.logits[:, -1].float()  # (R, V)
+            running_dev = running.to(self.device)
+            chosen = torch.where(running_dev, chosen, self.pad_id)
+            logits = state.step(chosen, running_dev)  # (R, V)
             decode_steps += 1
         return self._assemble(prompt_ids, n, tokens, logprobs, raw_logprobs, lengths, reasons,
                               {"prefill_rows": len(unique), "decode_steps": decode_steps,

@@ -32,14 +32,17 @@ def reference_logprobs(model, batch: RolloutBatch, i: int, temperature: float):
     return tempered, raw
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-llama-step", "hf-forward-step"])
 @pytest.mark.parametrize("params", [
     SamplingParams(max_new_tokens=10, temperature=0.7, top_p=0.9),
     SamplingParams(max_new_tokens=10, temperature=1.3, top_k=20),
 ])
-def test_logprobs_equal_a_separate_forward_pass(tiny, params):
+def test_logprobs_equal_a_separate_forward_pass(tiny, params, fused):
     model, tok = tiny
     prompts = encode(tok, ["hello world", "hi", "a much longer prompt than the others"])  # left padding
-    batch = TorchSampler(model, tok).sample(prompts, 3, params, seed=0)
+    sampler = TorchSampler(model, tok, fused=fused)
+    assert (sampler.fused_weights is not None) == fused
+    batch = sampler.sample(prompts, 3, params, seed=0)
     assert batch.completion_ids.shape == (9, 10) and batch.prompt_ids[3] == prompts[1]
     for i in range(9):
         length = int(batch.completion_lengths[i])
@@ -50,11 +53,12 @@ def test_logprobs_equal_a_separate_forward_pass(tiny, params):
     assert len({tuple(r) for r in batch.completion_ids[:3].tolist()}) > 1
 
 
-def test_finished_rows_are_masked_and_dropped_without_changing_logprobs(tiny):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-llama-step", "hf-forward-step"])
+def test_finished_rows_are_masked_and_dropped_without_changing_logprobs(tiny, fused):
     model, tok = tiny
     # A fifth of the byte vocabulary ends a sample, so rows finish at different steps.
     eos = list(range(60, 112))
-    sampler = TorchSampler(model, tok, eos_ids=eos)
+    sampler = TorchSampler(model, tok, eos_ids=eos, fused=fused)
     prompts = encode(tok, ["abc", "hello there", "xyz xyz xyz"])
     batch = sampler.sample(prompts, 4, SamplingParams(max_new_tokens=16, temperature=1.0), seed=3)
     lengths = batch.completion_lengths.tolist()
@@ -72,14 +76,16 @@ def test_finished_rows_are_masked_and_dropped_without_changing_logprobs(tiny):
         torch.testing.assert_close(batch.logprobs[i, :length], tempered, atol=1e-5, rtol=0)
 
 
-def test_prefill_runs_once_per_distinct_prompt(tiny):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-llama-step", "hf-forward-step"])
+def test_prefill_runs_once_per_distinct_prompt(tiny, fused):
     model, tok = tiny
-    shapes = []
-    handle = model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    shapes = []  # token ids entering the embedding: every forward pass, prefill or decode step
+    handle = model.model.embed_tokens.register_forward_hook(
+        lambda module, args, out: shapes.append(tuple(args[0].shape)))
     try:
         prompts = encode(tok, ["first prompt", "second", "first prompt"])  # one repeated
-        batch = TorchSampler(model, tok).sample(prompts, 4, SamplingParams(max_new_tokens=5), seed=0)
+        sampler = TorchSampler(model, tok, fused=fused)
+        batch = sampler.sample(prompts, 4, SamplingParams(max_new_tokens=5), seed=0)
     finally:
         handle.remove()
     width = len(prompts[0])
