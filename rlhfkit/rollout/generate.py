@@ -1,9 +1,12 @@
 """Sample K responses per prompt from a causal LM, batched, with the KV cache.
 
-Prompts are rendered with the tokenizer's chat template, left-padded and expanded to K
-samples each (``num_return_sequences``), so one ``generate`` call serves a batch of prompts x K
-samples. A sample that comes back empty (the model ended at once) is resampled up to
-``max_retries`` times and dropped after that: an empty response is not a valid candidate.
+Prompts are rendered with the tokenizer's chat template and sampled with ``TorchSampler``
+(rollout/sampler.py): one call serves a batch of prompts x K samples, and the K samples of a
+prompt share its prefill. A sample that comes back empty (the model ended at once) is resampled
+up to ``max_retries`` times and dropped after that: an empty response is not a valid candidate.
+
+Each sampler call gets its own seed, derived from ``cfg.seed`` and the call's number, so a run
+is reproducible and does not depend on the global torch RNG.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rlhfkit.rollout.prompts import PromptRecord, render_prompt
+from rlhfkit.rollout.sampler import SamplingParams, TorchSampler
 from rlhfkit.schema import PreferenceItem, Provenance, Response, utc_now
 
 
@@ -45,29 +49,18 @@ class GenerationStats:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-def _sample_batch(model, tokenizer, texts: list[str], n: int, cfg: SamplingConfig) -> list[list[tuple[str, int]]]:
-    """For each prompt text, n (response text, new-token count) samples."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.inference_mode():
-        out = model.generate(
-            **enc,
-            do_sample=True,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            max_new_tokens=cfg.max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    new = out[:, enc["input_ids"].shape[1]:]  # (B*n, T_new)
-    stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+def _sample_batch(sampler: TorchSampler, texts: list[str], cfg: SamplingConfig, seed: int
+                  ) -> list[list[tuple[str, int]]]:
+    """For each prompt text, cfg.n (response text, new-token count) samples; the count leaves
+    out the EOS token that ended the sample."""
+    tokenizer = sampler.tokenizer
+    prompt_ids = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+    batch = sampler.sample(prompt_ids, cfg.n, params, seed=seed)
+    lengths = batch.completion_lengths.tolist()
     results: list[list[tuple[str, int]]] = [[] for _ in texts]
-    for row, ids in enumerate(new.tolist()):
-        length = next((i for i, t in enumerate(ids) if t in stops), len(ids))
-        text = tokenizer.decode(ids[:length], skip_special_tokens=True).strip()
-        results[row // n].append((text, length))
+    for row, (text, length, reason) in enumerate(zip(batch.texts, lengths, batch.finish_reasons)):
+        results[row // cfg.n].append((text.strip(), length - (reason == "eos")))
     return results
 
 
@@ -83,23 +76,28 @@ def generate_items(
     stats: GenerationStats | None = None,
 ) -> list[PreferenceItem]:
     """One ``PreferenceItem`` (no annotations yet) per prompt with up to ``cfg.n`` responses."""
-    import torch
-
     stats = stats or GenerationStats()
     provenance = Provenance(model=model_name, model_version=model_version, sampling=cfg.as_provenance())
     items: list[PreferenceItem] = []
-    torch.manual_seed(cfg.seed)
+    sampler = TorchSampler(model, tokenizer)
+    calls = 0
+
+    def draw(texts: list[str]) -> list[list[tuple[str, int]]]:
+        nonlocal calls
+        calls += 1
+        return _sample_batch(sampler, texts, cfg, seed=cfg.seed * 1_000_003 + calls)
+
     for start in range(0, len(prompts), cfg.batch_size):
         batch = prompts[start : start + cfg.batch_size]
         texts = [render_prompt(tokenizer, p.prompt) for p in batch]
         t0 = time.perf_counter()
-        samples = _sample_batch(model, tokenizer, texts, cfg.n, cfg)
+        samples = draw(texts)
         for _ in range(cfg.max_retries):
             # Resample only the prompts that lost samples to an immediate end of text.
             short = [i for i, s in enumerate(samples) if sum(1 for t, _ in s if t) < cfg.n]
             if not short:
                 break
-            extra = _sample_batch(model, tokenizer, [texts[i] for i in short], cfg.n, cfg)
+            extra = draw([texts[i] for i in short])
             for i, more in zip(short, extra):
                 kept = [s for s in samples[i] if s[0]]
                 samples[i] = kept + [s for s in more if s[0]][: cfg.n - len(kept)]

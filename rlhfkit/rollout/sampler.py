@@ -38,6 +38,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from rlhfkit.rollout.decode_state import (
+    FusedLlamaDecodeState,
+    FusedLlamaWeights,
+    HFDecodeState,
+    fused_llama_supported,
+)
 from rlhfkit.rollout.sampling import choose_tokens
 
 FINISH_REASONS = ("eos", "stop", "length")
@@ -80,7 +86,8 @@ class RolloutBatch:
     - logprobs: (B*n, T) float32, log pi(token) of the sampling policy at each generated token,
       pi = softmax(logits / temperature) over the whole vocabulary, *before* top-k/top-p
       truncation (what importance ratios need); 0 on padding.
-    - raw_logprobs: (B*n, T) float32, the same at temperature 1 (log softmax(logits)).
+    - raw_logprobs: (B*n, T) float32, the same at temperature 1 (log softmax(logits)); None
+      where a backend reports only one kind (vLLM away from temperature 1).
     - finish_reasons: "eos", "stop" (a stop string) or "length" per sample.
     - texts: decoded completions (special tokens skipped; a stop string is included).
     """
@@ -89,11 +96,11 @@ class RolloutBatch:
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
     logprobs: torch.Tensor
-    raw_logprobs: torch.Tensor
+    raw_logprobs: torch.Tensor | None
     finish_reasons: list[str]
     texts: list[str]
     n: int = 1
-    stats: dict = field(default_factory=dict)  # prefill_rows, decode_steps, seconds
+    stats: dict = field(default_factory=dict)  # prefill_rows, decode_steps, compactions, seconds
 
     @property
     def completion_lengths(self) -> torch.Tensor:
@@ -141,12 +148,15 @@ class TorchSampler:
     weights; ``update_weights`` loads other weights into that model.
     """
 
-    def __init__(self, model, tokenizer, compact_below: float = 0.75):
+    def __init__(self, model, tokenizer, compact_below: float = 0.75, eos_ids: list[int] | None = None,
+                 fused: bool = True):
         self.model = model
+        # Llama-architecture models decode through rollout.decode_state's fused step (same maths).
+        self.fused_weights = FusedLlamaWeights(model) if fused and fused_llama_supported(model) else None
         self.tokenizer = tokenizer
-        self.compact_below = compact_below
+        self.compact_below = compact_below  # drop finished rows once at most this share still runs
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.eos_ids = eos_token_ids(model, tokenizer)
+        self.eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
 
     @property
     def device(self) -> torch.device:
@@ -207,6 +217,12 @@ class TorchSampler:
         if not torch.equal(source, torch.arange(len(unique), device=self.device)):
             cache.batch_select_indices(source)  # (U, ...) -> (B*n, ...): prefill shared by the n samples
             logits, mask, positions = logits[source], mask[source], positions[source]
+        if self.fused_weights is not None:
+            state = FusedLlamaDecodeState(self.model, self.fused_weights, cache, mask, positions,
+                                          params.max_new_tokens)
+        else:
+            state = HFDecodeState(self.model, cache, mask, positions)
+        del cache
 
         total = len(prompt_ids) * n
         steps = params.max_new_tokens
@@ -218,7 +234,7 @@ class TorchSampler:
         eos = torch.tensor(self.eos_ids, device=self.device, dtype=torch.long)
         sample_of_row = torch.arange(total)  # batch row -> sample index
         running = torch.ones(total, dtype=torch.bool)  # per batch row, on the CPU
-        decode_steps = 0
+        decode_steps = compactions = 0
         for t in range(steps):
             chosen, lp, raw = choose_tokens(logits, params.temperature, params.top_k, params.top_p, generator)
             chosen_cpu = chosen.cpu()
@@ -245,22 +261,18 @@ class TorchSampler:
             if done.any() and running.sum() <= self.compact_below * len(running):
                 # Drop finished rows from the batch and the cache: later steps cost less.
                 keep = running.nonzero().squeeze(1)
-                keep_dev = keep.to(self.device)
-                cache.batch_select_indices(keep_dev)
-                mask, positions, chosen = mask[keep_dev], positions[keep_dev], chosen[keep_dev]
+                state.select(keep.to(self.device))
+                chosen = chosen[keep.to(self.device)]
                 sample_of_row, running = sample_of_row[keep], running[keep]
+                compactions += 1
             # Finished rows that stay in the batch feed a masked pad token; their outputs are ignored.
-            step_mask = running.to(self.device, dtype=mask.dtype)[:, None]  # (R, 1)
-            chosen = torch.where(step_mask[:, 0].bool(), chosen, self.pad_id)
-            mask = torch.cat([mask, step_mask], dim=1)  # (R, P + t + 1)
-            out = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=positions[:, None],
-                             cache=cache, use_cache=True)
-            positions = positions + 1
-            logits = out.logits[:, -1].float()  # (R, V)
+            running_dev = running.to(self.device)
+            chosen = torch.where(running_dev, chosen, self.pad_id)
+            logits = state.step(chosen, running_dev)  # (R, V)
             decode_steps += 1
         return self._assemble(prompt_ids, n, tokens, logprobs, raw_logprobs, lengths, reasons,
                               {"prefill_rows": len(unique), "decode_steps": decode_steps,
-                               "seconds": time.perf_counter() - t0})
+                               "compactions": compactions, "seconds": time.perf_counter() - t0})
 
     def _stop_hits(self, tokens, sample_of_row, candidates, t: int, stops: tuple[str, ...]) -> list[int]:
         """Batch rows whose newest tokens complete a stop string at step t."""

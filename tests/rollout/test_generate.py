@@ -32,3 +32,12 @@ def test_hh_transcript_becomes_chat_messages():
 def test_render_prompt_uses_chat_template(tiny_model_dir):
     _, tok = load_causal_lm(tiny_model_dir)
     assert render_prompt(tok, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_generate_uses_the_torch_sampler_and_counts_tokens_without_eos(tiny_model_dir, monkeypatch):
+    model, tok = load_causal_lm(tiny_model_dir)
+    monkeypatch.setattr(model, "generate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("HF generate")))
+    cfg = SamplingConfig(n=2, max_new_tokens=5, batch_size=2, seed=3, temperature=1.0)
+    stats = GenerationStats()
+    items = generate_items(model, tok, [PromptRecord("a", "hello")], cfg, model_name="tiny", stats=stats)
+    assert len(items) == 1 and all(0 < n <= 5 for n in stats.token_counts)
