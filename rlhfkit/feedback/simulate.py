@@ -274,13 +274,14 @@ def first_sentence(text: str) -> str:
 
 def length_rule(max_words: int = 20) -> RuleGold:
     """Gold = 1 for answers of at most ``max_words`` words, else max_words / words (so 0.5 at
-    twice the limit); the critique asks for one sentence; the fix keeps the first sentence."""
+    twice the limit; 0 for an empty answer); the critique asks for one sentence; the fix keeps
+    the first sentence."""
     if max_words < 1:
         raise ValueError(f"length_rule: max_words must be >= 1, got {max_words}")
 
     def score(prompt: str, response: str) -> float:
         n = word_count(response)
-        return 1.0 if n <= max_words else max_words / n
+        return 0.0 if n == 0 else 1.0 if n <= max_words else max_words / n
 
     def fix(prompt: str, response: str) -> str | None:
         short = first_sentence(response)
