@@ -274,6 +274,11 @@ def run_ilf(model, tokenizer, cfg: ILFConfig, scorer: Callable, triples: list[Cr
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     edits = list(edits or [])
+    final = out / ROUND_DONE  # a finished run here must have had as many rounds
+    done = json.loads(final.read_text()) if final.exists() else {"rounds": cfg.rounds}
+    if done.get("rounds") != cfg.rounds:
+        raise ValueError(f"{final}: {out} holds round {done.get('round')} of {done.get('rounds')}, "
+                         f"not round {cfg.rounds} of {cfg.rounds}; use another --out")
     rounds, trained_on = [], []
     for r in range(1, cfg.rounds + 1):
         folder = round_dir(out, r, cfg.rounds)
@@ -283,12 +288,16 @@ def run_ilf(model, tokenizer, cfg: ILFConfig, scorer: Callable, triples: list[Cr
             raise ValueError(f"round {r}: every refinement was empty and there are no edits: nothing to train on")
         marker = folder / ROUND_DONE
         if marker.exists():
+            done = json.loads(marker.read_text())
+            if (done.get("round"), done.get("rounds")) != (r, cfg.rounds):
+                raise ValueError(f"{marker}: {folder} holds round {done.get('round')} of {done.get('rounds')}, "
+                                 f"not round {r} of {cfg.rounds}; use another --out")
             model, tokenizer = load_model(folder)
-            steps = json.loads(marker.read_text())["steps"]
+            steps = done["steps"]
         else:
             steps = fine_tune_round(model, tokenizer, examples, cfg, folder).step
             with atomic_write(marker) as fh:  # written last: the round's model is complete
-                fh.write(json.dumps({"round": r, "steps": steps, "examples": len(examples)}) + "\n")
+                fh.write(json.dumps({"round": r, "rounds": cfg.rounds, "steps": steps, "examples": len(examples)}) + "\n")
         trained_on += [sha for _, _, sha in result.targets]
         rounds.append({"round": r, "model": str(folder), "targets": len(result.targets), "edits": len(edits),
                        "all_empty": result.empty, "sampled_now": result.sampled, "steps": steps})

@@ -144,6 +144,8 @@ def test_resume_reuses_refinements_and_refuses_changed_settings(tiny_model_dir, 
     assert lineage["rounds"][0]["sampled_now"] == 0
     with pytest.raises(ValueError, match="temperature"):
         _run(_cfg(tiny_model_dir, critiques_file, full, temperature=0.5))
+    with pytest.raises(ValueError, match="holds round 1 of 1, not round 2 of 2"):
+        _run(_cfg(tiny_model_dir, critiques_file, full, rounds=2))  # OUT holds a finished 1-round run
 
 
 def test_two_rounds_refine_with_the_tuned_policy(tiny_model_dir, critiques_file, tmp_path):
