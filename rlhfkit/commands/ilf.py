@@ -12,13 +12,12 @@ critique), sample M refinements from the policy conditioned on the critique, kee
 scorer rates best, fine-tune on them with the SFT trainer; --rounds times. Edits are SFT targets
 as they are.
 
-Example: rlhfkit feedback export -p helpful -f ilf -o critiques.jsonl
-         rlhfkit ilf --critiques critiques.jsonl --scorer rlhfkit.rewards.rules:length_target \\
-             --refinements 4 --model smollm2-135m --out runs/ilf
+Example: rlhfkit feedback export -p helpful -f ilf -o critiques.jsonl && rlhfkit ilf --critiques
+critiques.jsonl --scorer rlhfkit.rewards.critique_rules:at_most_words --refinements 4 --out runs/ilf
 
-Scorer: a reward-model folder, module:function, or judge:BASE_URL#MODEL. Writes OUT (HF model),
-OUT/refinements.jsonl (reused on a re-run), OUT/lineage.json (hashes of the critiques trained
-on). Precedence: defaults < --recipe < flags.
+Scorer: a reward-model folder, module:function, or judge:BASE_URL#MODEL. Writes the HF model to
+OUT, OUT/refinements.jsonl (reused on a re-run) and OUT/lineage.json (hashes of the critiques
+trained on). Precedence: defaults < --recipe < flags.
 """
 
 
