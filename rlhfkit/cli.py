@@ -3,9 +3,11 @@ rlhfkit/commands/. Heavy libraries are imported inside the commands, so `--help`
 
 from __future__ import annotations
 
+import os
+
 import typer
 
-from rlhfkit.commands import data, dpo, feedback, ilf, reward, rl, sft
+from rlhfkit.commands import data, dpo, feedback, ilf, loop, reward, rl, sft
 from rlhfkit.commands.common import setup_logging
 from rlhfkit.commands.generate import generate
 from rlhfkit.commands.quickstart import quickstart
@@ -23,6 +25,9 @@ app = typer.Typer(
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
     setup_logging(verbose)
+    if not verbose:  # our own progress bars say what is happening; keep transformers' quiet
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 app.add_typer(data.app, name="data")
@@ -38,6 +43,8 @@ app.command("serve", help=feedback.serve.__doc__)(feedback.serve)
 app.command(help=generate.__doc__)(generate)
 app.command(help=quickstart.__doc__)(quickstart)
 app.command(help=report.__doc__)(report)
+app.command("loop", help=loop.loop.__doc__)(loop.loop)
+app.command("lineage", help=loop.lineage.__doc__)(loop.lineage)
 
 if __name__ == "__main__":
     app()

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from rlhfkit.commands import dpo as dpo_cmd
 from rlhfkit.commands import sft as sft_cmd
-from rlhfkit.commands.recipe import merge, read_recipe
+from rlhfkit.commands.recipe import merge
+from rlhfkit.data.recipe import read_recipe
 from rlhfkit.models import save_tiny
 from rlhfkit.trainers.dpo import DPOConfig
 

@@ -56,7 +56,8 @@ def test_length_split_and_summary():
 
 
 def test_recipe_loads_and_cli_overrides_it(tmp_path):
-    from rlhfkit.commands.recipe import merge, read_recipe
+    from rlhfkit.commands.recipe import merge
+    from rlhfkit.data.recipe import read_recipe
     from rlhfkit.data.errors import DataError
     from rlhfkit.trainers.reward_model import RewardTrainConfig
 

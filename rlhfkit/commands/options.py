@@ -45,7 +45,8 @@ def config_command(config_cls, run: Callable[[Any], None], trainer: str | tuple[
 
     def command(**given) -> None:
         from rlhfkit.commands.common import user_errors
-        from rlhfkit.commands.recipe import merge, read_recipe
+        from rlhfkit.commands.recipe import merge
+        from rlhfkit.data.recipe import read_recipe
 
         recipe = given.pop("recipe")
         with user_errors():

@@ -16,21 +16,6 @@ from typing import Any
 RECIPE_KEYS = {"trainer"}  # keys a recipe may hold besides the config's fields
 
 
-def read_recipe(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
-
-    from rlhfkit.data.errors import DataError
-
-    if not Path(path).exists():
-        raise DataError(path, None, None, "no such recipe file")
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise DataError(path, 1, None, "a recipe must be a YAML mapping of option: value")
-    return data
-
-
 def recipe_trainer(recipe: dict[str, Any], path: Path | None = None) -> str:
     """The trainer a recipe says it is for."""
     from rlhfkit.data.errors import DataError

@@ -15,7 +15,9 @@ after "####", and ``rules.numeric_exact_match`` scores completions against ``ans
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import random
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from typing import Callable
 
 HELDOUT_PERCENT = 20
 SPLITS = ("train", "test")
-INSTRUCTION = "Solve the problem. End your reply with the final answer as a number after '####', e.g. '#### 7'."
+INSTRUCTION = "Solve the problem. End your reply with a line '#### N', where N is the final answer as a number."
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jade", "Kofi", "Lena",
          "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tomas"]
@@ -98,32 +100,45 @@ def split_of(template: str, numbers: tuple[int, ...]) -> str:
     return "test" if int.from_bytes(digest[:8], "big") % 100 < HELDOUT_PERCENT else "train"
 
 
+@functools.lru_cache(maxsize=2)
+def _split_forms(split: str) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Every valid (template, numbers) of ``split``, per template, in a fixed order."""
+    forms = {}
+    for name, template in sorted(TEMPLATES.items()):
+        grid = itertools.product(*(range(lo, hi + 1) for lo, hi in template.ranges))
+        forms[name] = tuple(n for n in grid if template.valid(n) and split_of(name, n) == split)
+    return forms
+
+
+def count_problems(split: str) -> int:
+    """How many distinct problems ``split`` holds."""
+    return sum(len(v) for v in _split_forms(split).values())
+
+
 def generate_problems(split: str, n: int, seed: int = 0) -> list[dict]:
-    """``n`` distinct problems of ``split`` ("train" or "test"), the same for the same seed."""
+    """``n`` distinct problems of ``split`` ("train" or "test"), the same for the same seed.
+
+    Each problem picks a template uniformly (among those not used up), then the next of that
+    template's canonical forms in a seeded shuffle, so a larger ``n`` extends a smaller one.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    if not 0 <= n <= count_problems(split):
+        raise ValueError(f"n must be between 0 and {count_problems(split)} (the {split} problems that exist), got {n}")
     rng = random.Random(f"rlhfkit-arithmetic:{seed}")
-    names = sorted(TEMPLATES)
-    seen: set[str] = set()
+    queues = {}
+    for name, forms in _split_forms(split).items():
+        queue = list(forms)
+        rng.shuffle(queue)
+        queues[name] = queue
     out: list[dict] = []
-    attempts = 0
     while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise ValueError(f"could not draw {n} distinct {split} problems; ask for fewer")
-        template = TEMPLATES[rng.choice(names)]
-        numbers = tuple(rng.randint(lo, hi) for lo, hi in template.ranges)
-        key = canonical_key(template.name, numbers)
-        # the text's cosmetic draws happen before the filters, so skipped problems still
-        # consume the same random numbers: a problem's text depends only on the seed stream
-        text = template.text(numbers, rng)
-        if key in seen or not template.valid(numbers) or split_of(template.name, numbers) != split:
-            continue
-        seen.add(key)
-        out.append({"id": f"arith-{key}", "prompt": f"{text}\n{INSTRUCTION}",
-                    "answer": template.answer(numbers), "template": template.name})
+        name = rng.choice(sorted(k for k, q in queues.items() if q))
+        numbers = queues[name].pop()
+        template = TEMPLATES[name]
+        out.append({"id": f"arith-{canonical_key(name, numbers)}",
+                    "prompt": f"{template.text(numbers, rng)}\n{INSTRUCTION}",
+                    "answer": template.answer(numbers), "template": name})
     return out
 
 

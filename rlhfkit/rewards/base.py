@@ -40,7 +40,9 @@ NORMALIZATIONS = ("none", "center", "whiten")
 
 
 class RewardFunction(Protocol):
-    def __call__(self, prompts: list, completions: list[str], **metadata) -> list[float]: ...
+    """The interface above; any plain function with this signature qualifies."""
+
+    def __call__(self, prompts: list[str | list[dict]], completions: list[str], **metadata) -> list[float]: ...
 
 
 def normalize_rewards(rewards: Sequence[float], mode: str = "none", eps: float = 1e-8) -> list[float]:
@@ -118,7 +120,7 @@ def _single(spec: Any, model_options: dict) -> tuple[Callable, str]:
     raise ValueError(f"reward source {spec!r}: expected a folder, 'module:function' or a callable")
 
 
-def load_reward(spec: Any, normalize: str = "none", **model_options) -> WeightedSum:
+def load_reward(spec: Any, normalize: str = "none", **model_options) -> RewardFunction:
     """A reward function from ``spec`` (forms in the module docstring); ``model_options``
     (device, dtype, max_length, batch_size) go to ``ModelReward.load`` for model folders."""
     entries = spec if isinstance(spec, (list, tuple)) else [{"source": spec, "weight": 1.0}]

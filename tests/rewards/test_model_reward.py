@@ -6,9 +6,9 @@ import torch
 from rlhfkit.models.reward_model import RewardModel
 from rlhfkit.models.tiny import byte_tokenizer
 from rlhfkit.rewards.base import load_reward
-from rlhfkit.rewards.model_reward import ModelReward, tokenize_for_reward, truncate_prompt_completion
+from rlhfkit.packing import tokenize_reward_pairs, truncate_keep_prompt_end  # the reward trainer's rule
+from rlhfkit.rewards.model_reward import ModelReward, tokenize_for_reward
 from rlhfkit.schema import Message, PreferencePair
-from rlhfkit.trainers.batching import tokenize_pairs  # the reward trainer's rule, as reference
 
 PROMPTS = ["Say hi.", [{"role": "user", "content": "What is 2 + 2?"}],
            [Message(role="system", content="Be brief."), Message(role="user", content="Name a colour.")],
@@ -35,7 +35,7 @@ def reference_scores(model: RewardModel, prompts, completions, max_length):
     transformers sequence-classification model itself (its own last-token pooling)."""
     pairs = [PreferencePair(prompt=p, chosen=c, rejected=c) for p, c in zip(prompts, completions)]
     out = []
-    for tp in tokenize_pairs(pairs, model.tokenizer, max_length):
+    for tp in tokenize_reward_pairs(model.tokenizer, pairs, max_length):
         ids = torch.tensor([tp.prompt_ids + tp.chosen_ids])
         with torch.no_grad():
             out.append(model.net(input_ids=ids).logits[0].mean().item())
@@ -56,15 +56,20 @@ def test_tokenisation_is_the_reward_trainers():
     tokenizer = byte_tokenizer()
     for max_length in (512, 40, 9):
         pairs = [PreferencePair(prompt=p, chosen=c, rejected=c) for p, c in zip(PROMPTS, COMPLETIONS)]
-        expected = [(tp.prompt_ids, tp.chosen_ids) for tp in tokenize_pairs(pairs, tokenizer, max_length)]
-        assert tokenize_for_reward(tokenizer, PROMPTS, COMPLETIONS, max_length) == expected
+        expected = [(g.prompt_ids, g.chosen_ids) for g in tokenize_reward_pairs(tokenizer, pairs, max_length)]
+        got = [(g.prompt_ids, g.completion_ids[0]) for g in tokenize_for_reward(tokenizer, PROMPTS, COMPLETIONS, max_length)]
+        assert got == expected
+    # without truncation, by hand: the rendered prompt with special tokens, the answer alone, no EOS
+    (g,) = tokenize_for_reward(tokenizer, [PROMPTS[1]], ["4"], 512)
+    text = "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n"
+    assert g.prompt_ids == tokenizer(text)["input_ids"] and g.completion_ids == [[tokenizer.convert_tokens_to_ids("4")]]
 
 
 def test_truncation_rule_by_hand():
     # L = 8: the prompt keeps min(6, 8 // 4) = 2 tokens of room, the completion at most 6;
     # a 3-token completion leaves 5 tokens for the prompt, cut from the left
-    assert truncate_prompt_completion([1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12, 13], 8) == ([5, 6], [7, 8, 9, 10, 11, 12])
-    assert truncate_prompt_completion([1, 2, 3, 4, 5, 6], [7, 8, 9], 8) == ([2, 3, 4, 5, 6], [7, 8, 9])
+    assert truncate_keep_prompt_end([1, 2, 3, 4, 5, 6], [[7, 8, 9, 10, 11, 12, 13]], 8) == ([5, 6], [[7, 8, 9, 10, 11, 12]])
+    assert truncate_keep_prompt_end([1, 2, 3, 4, 5, 6], [[7, 8, 9]], 8) == ([2, 3, 4, 5, 6], [[7, 8, 9]])
 
 
 def test_multi_head_mean_empty_completion_and_saved_folder(tmp_path):
@@ -76,3 +81,8 @@ def test_multi_head_mean_empty_completion_and_saved_folder(tmp_path):
     model.save(tmp_path / "rm")
     loaded = load_reward(str(tmp_path / "rm"))
     assert loaded(PROMPTS, COMPLETIONS) == pytest.approx(ModelReward(model)(PROMPTS, COMPLETIONS), abs=1e-5)
+    # and the folder read back by plain transformers scores the trainer's sequences the same
+    from transformers import AutoModelForSequenceClassification
+
+    plain = RewardModel(AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval(), model.tokenizer)
+    assert loaded(PROMPTS, COMPLETIONS) == pytest.approx(reference_scores(plain, PROMPTS, COMPLETIONS, 512), abs=1e-5)
