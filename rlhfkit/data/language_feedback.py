@@ -12,8 +12,9 @@ response index, annotation id):
   ``rlhfkit ilf`` (imitation learning from language feedback, Scheurer et al. 2023).
 
 A triple's identity is ``critique_sha256``: the SHA-256 of the canonical JSON of
-``{"critique", "prompt", "response"}`` (keys sorted, no spaces, UTF-8, chat prompts as
-``{"role", "content"}`` lists), so the same critique of the same answer has the same hash in
+``{"critique", "prompt", "response"}`` (keys sorted, no spaces, non-ASCII escaped as
+``json.dumps`` does by default: the same form as the loop's ``rounds.content_hash``; chat
+prompts as ``{"role", "content"}`` lists), so the same critique of the same answer has the same hash in
 every export and a run's lineage names exactly the critiques it learnt from. An edit's hash is
 the same construction over ``{"completion", "prompt"}``.
 """
@@ -38,9 +39,8 @@ def _plain_prompt(prompt: Any) -> Any:
 
 
 def content_sha256(record: dict[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``record`` (sorted keys, compact, UTF-8)."""
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    """SHA-256 (hex) of the canonical JSON of ``record`` (sorted keys, compact, ASCII-escaped)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def critique_sha256(prompt: Any, response: str, critique: str) -> str:

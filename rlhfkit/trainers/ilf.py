@@ -44,7 +44,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from rlhfkit.data.language_feedback import CritiqueTriple, edit_sha256
+from rlhfkit.data.language_feedback import CritiqueTriple, content_sha256, edit_sha256
 from rlhfkit.trainers.config import ILFConfig, SFTConfig
 
 REFINEMENT_TEMPLATE = (
@@ -242,13 +242,15 @@ def write_lineage(out: Path, cfg: ILFConfig, triples: list[CritiqueTriple], edit
     def file_sha(p: str) -> str | None:
         return hashlib.sha256(Path(p).read_bytes()).hexdigest() if p else None
 
-    lineage = {
-        "method": "ilf", "start_model": cfg.model, "scorer": cfg.scorer,
+    # the critiques whose selected refinement was a training target, in data order, once each
+    critiques = list(dict.fromkeys(trained_on))
+    edit_hashes = list(dict.fromkeys(edit_sha256(e.prompt, e.completion) for e in edits))
+    lineage = {  # "kind"/"algo"/"parent" as the loop's policy lineage, so `rlhfkit lineage OUT` reads it
+        "kind": "policy", "algo": "ilf", "parent": cfg.model, "scorer": cfg.scorer,
         "critiques_file": cfg.data, "critiques_file_sha256": file_sha(cfg.data),
         "edits_file": cfg.edits or None, "edits_file_sha256": file_sha(cfg.edits),
-        # the critiques whose selected refinement was a training target, in data order, once each
-        "critiques": list(dict.fromkeys(trained_on)),
-        "edits": list(dict.fromkeys(edit_sha256(e.prompt, e.completion) for e in edits)),
+        "critique_hashes": critiques, "critiques_sha256": content_sha256(critiques),
+        "edit_hashes": edit_hashes, "edits_sha256": content_sha256(edit_hashes),
         "rounds": rounds,
     }
     path = out / "lineage.json"

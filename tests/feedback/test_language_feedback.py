@@ -21,9 +21,8 @@ from tests.feedback.conftest import make_items
 
 
 def _sha(record: dict) -> str:
-    """Independent canonical-JSON hash: sorted keys, no whitespace, UTF-8."""
-    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    """Independent canonical-JSON hash: sorted keys, no whitespace, json's default ASCII escapes."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _submit(env, who, pid, body_extra, jid="j1"):

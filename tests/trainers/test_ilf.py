@@ -27,12 +27,11 @@ CRITIQUES = [("Name a colour.", "Blue, or maybe green, or red, I cannot decide."
              ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
                {"role": "user", "content": "Say bye."}], "Goodbye, farewell, see you.", "One word is enough."),
              ("Spell cat.", "K-A-T", "Wrong letters: C-A-T."),
-             ("Capital of Italy?", "Milan.", "Wrong city.")]
+             ("Capital of Italy?", "Milan.", "Wrong city: Rome — not Milan.")]
 
 
 def _sha(record: dict) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _lowercase_share(text: str) -> float:  # the scorer, written again: sum of a-z over length
@@ -104,8 +103,11 @@ def test_ilf_selects_best_trains_and_writes_lineage(tiny_model_dir, critiques_fi
             assert r["selected"] is None
     assert trained  # something was selected
     lineage = json.loads((out / "lineage.json").read_text())
-    assert lineage["critiques"] == trained
-    assert lineage["edits"] == [_sha({"prompt": "What is 2+2?", "completion": "The answer is 4."})]
+    assert lineage["critique_hashes"] == trained and lineage["critiques_sha256"] == _sha(trained)
+    assert lineage["edit_hashes"] == [_sha({"prompt": "What is 2+2?", "completion": "The answer is 4."})]
+    shown = CliRunner().invoke(app, ["lineage", str(out)])
+    assert shown.exit_code == 0 and f"ilf on {len(trained)} critiques (sha256 {_sha(trained)[:16]}" in shown.output
+    assert f"{tiny_model_dir}: base model" in shown.output  # the parent: the starting policy
     assert lineage["critiques_file_sha256"] == hashlib.sha256(critiques_file.read_bytes()).hexdigest()
     assert lineage["rounds"][0]["targets"] == len(trained) and lineage["rounds"][0]["edits"] == 1
     # SFT ran on the shared loop: 2 steps logged, weights moved, a plain HF folder
@@ -160,7 +162,7 @@ def test_two_rounds_refine_with_the_tuned_policy(tiny_model_dir, critiques_file,
     assert [r["refinements"] for r in records[:5]] != [r["refinements"] for r in records[5:]]
     shutil.rmtree(out / "round-1")  # a lost round folder is retrained, the refinements are reused
     _model, again = _run(cfg, [SFTExample("Spell dog.", "D-O-G")])
-    assert again["critiques"] == lineage["critiques"] and again["rounds"][0]["sampled_now"] == 0
+    assert again["critique_hashes"] == lineage["critique_hashes"] and again["rounds"][0]["sampled_now"] == 0
 
 
 def test_judge_scorer_states_the_critique():
