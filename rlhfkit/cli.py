@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from rlhfkit.commands import data, dpo, feedback, loop, reward, rl, sft
+from rlhfkit.commands import data, dpo, feedback, ilf, loop, reward, rl, sft
 from rlhfkit.commands.common import setup_logging
 from rlhfkit.commands.generate import generate
 from rlhfkit.commands.quickstart import quickstart
@@ -35,6 +35,7 @@ app.add_typer(reward.app, name="reward")
 app.add_typer(sft.app, name="sft")
 app.add_typer(dpo.app, name="dpo")
 app.add_typer(rl.app, name="rl")
+app.add_typer(ilf.app, name="ilf")
 app.command("best-of-n", help=rl.best_of_n_command.__doc__)(rl.best_of_n_command)
 app.add_typer(feedback.app, name="feedback")
 app.add_typer(feedback.annotators_app, name="annotators")

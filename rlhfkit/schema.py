@@ -14,6 +14,12 @@ Ranking -> pairs rule (deterministic, see ``ranking_to_pairs``):
   A pairwise choice of "a" or "b" gives one pair; "tie" and "both_bad" give none.
   Binary thumbs and scalar ratings judge a single response and give no pairs (they feed
   KTO-style and regression losses instead). An "all_bad" judgement gives no pairs.
+
+Language feedback (Scheurer et al. 2023, "Training Language Models with Language Feedback at
+Scale") rides on an annotation beside its judgement: ``response_critiques`` are critiques of
+single responses, ``edit`` is the annotator's rewrite of one response into what it should have
+been. Neither gives a ranking pair; ``rlhfkit.data.language_feedback`` turns them into SFT
+examples, edited > original pairs and (prompt, response, critique) triples.
 """
 
 from __future__ import annotations
@@ -138,6 +144,34 @@ Judgement = Annotated[
 ]
 
 
+class ResponseCritique(_Strict):
+    """A written critique of one response (index into the item's responses)."""
+
+    response: int
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _critique_not_empty(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("critique text is empty")
+        return text
+
+
+class ResponseEdit(_Strict):
+    """The annotator's rewrite of one response (index) into what it should have been."""
+
+    response: int
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _edit_not_empty(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("edited text is empty")
+        return text
+
+
 class Annotation(_Strict):
     id: str = Field(default_factory=new_id, description="client-generated id; makes retries idempotent")
     judgement: Judgement
@@ -150,6 +184,9 @@ class Annotation(_Strict):
     )
     weight: float = Field(default=1.0, ge=0, description="reliability weight for training")
     created_at: datetime | None = None
+    response_critiques: list[ResponseCritique] | None = Field(
+        default=None, description="critiques of single responses (language feedback)")
+    edit: ResponseEdit | None = Field(default=None, description="a response rewritten by the annotator")
 
 
 class PreferenceItem(_Strict):
@@ -185,6 +222,9 @@ class PreferenceItem(_Strict):
                 ranked = sorted(i for t in ann.judgement.tiers for i in t)
                 if ranked != list(range(k)):
                     raise ValueError(f"annotations[{n}]: a ranking must place every response 0..{k - 1} once")
+            for idx in language_feedback_indices(ann):
+                if not 0 <= idx < k:
+                    raise ValueError(f"annotations[{n}]: critique or edit of response {idx}, but there are {k}")
             if ann.shown_order is not None and sorted(ann.shown_order) != list(range(k)):
                 raise ValueError(f"annotations[{n}].shown_order must be a permutation of 0..{k - 1}")
         return self
@@ -205,6 +245,12 @@ def _indices(j: Any) -> list[int]:
     if j.kind in ("binary", "rating"):
         return [j.response]
     return []
+
+
+def language_feedback_indices(ann: Annotation) -> list[int]:
+    """Response indices an annotation's critiques and edit refer to."""
+    out = [c.response for c in ann.response_critiques or []]
+    return out + ([ann.edit.response] if ann.edit is not None else [])
 
 
 def ranking_to_pairs(tiers: list[list[int]]) -> list[tuple[int, int]]:

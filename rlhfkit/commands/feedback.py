@@ -134,11 +134,14 @@ def import_cmd(
 def export_cmd(
     project: str = typer.Option(..., "--project", "-p"),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (written atomically)"),
-    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh"),
+    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh | sft (edits) | edit-pairs (edited > original) | ilf (critique triples)"),
     db: str = DB_OPT,
     include_gold: bool = typer.Option(False, help="also export judgements of gold items"),
 ) -> None:
-    """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl"""
+    """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl
+
+    Language feedback: -f sft (prompt, edited response), -f edit-pairs (edited > original,
+    pair_kind "edit"), -f ilf (prompt, response, critique) for `rlhfkit ilf`."""
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.export import FORMATS, export_file
 

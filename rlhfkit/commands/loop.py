@@ -121,9 +121,12 @@ def lineage_lines(path: Path, depth: int = 0) -> list[str]:
         return [f"{pad}reward model {path}: {meta['pairs']} pairs from {meta['judgements']} judgements "
                 f"(sha256 {meta['judgements_sha256'][:16]}...) in " + ", ".join(meta["judgement_files"])]
     data = (f"{meta['pairs']} pairs (sha256 {meta['pairs_sha256'][:16]}...)" if "pairs" in meta
+            else f"{len(meta['critique_hashes'])} critiques (sha256 {meta['critiques_sha256'][:16]}...) in "
+            f"{meta['critiques_file']} and {len(meta['edit_hashes'])} edits" if "critique_hashes" in meta  # ilf
             else f"{meta.get('prompts', '?')} prompts")
     lines = [f"{pad}policy {path}: {meta['algo']} on {data}, from"]
-    lines += lineage_lines(Path(meta["reward_model"]), depth + 1)
+    if "reward_model" in meta:  # an ILF policy has none
+        lines += lineage_lines(Path(meta["reward_model"]), depth + 1)
     lines += lineage_lines(Path(meta["parent"]), depth + 1) if Path(meta["parent"]).exists() else [
         f"{pad}  start: {meta['parent']}"]
     return lines

@@ -61,6 +61,19 @@ class SubmitBody(_Body):
     judgement: JudgementSchema
     critique: Text | None = Field(default=None, max_length=10_000)
     time_spent_s: float | None = Field(default=None, ge=0, le=86_400)
+    response_critiques: list[ResponseCritiqueBody] | None = Field(
+        default=None, max_length=20, description="critiques of single responses (language feedback)")
+    edit: ResponseEditBody | None = Field(default=None, description="a response rewritten into what it should be")
+
+
+class ResponseCritiqueBody(_Body):
+    response: int = Field(ge=0, le=1_000, description="original index of the critiqued response")
+    text: Text = Field(max_length=10_000)
+
+
+class ResponseEditBody(_Body):
+    response: int = Field(ge=0, le=1_000, description="original index of the response rewritten")
+    text: Text = Field(min_length=1, max_length=50_000)
 
 
 class SkipBody(_Body):
@@ -103,7 +116,8 @@ def _project_summary(s, p: Project) -> dict[str, Any]:
 
 def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
     return {"id": j.client_id, "assignment_id": j.assignment_id, "judgement": j.judgement, "critique": j.critique,
-            "shown_order": j.shown_order, "created_at": j.created_at.isoformat() + "Z", "created": created}
+            "shown_order": j.shown_order, "created_at": j.created_at.isoformat() + "Z", "created": created,
+            "response_critiques": j.response_critiques, "edit": j.edit}
 
 
 def db(request: Request) -> Database:
@@ -139,8 +153,10 @@ def add_annotator_routes(app: FastAPI) -> None:
         for attempt in range(3):  # a concurrent retry with the same id loses the insert race
             try:
                 with db(request).session() as s:
-                    j, created = repo.submit(s, a, assignment_id, body.id, body.judgement.model_dump(),
-                                             body.critique, body.time_spent_s)
+                    j, created = repo.submit(
+                        s, a, assignment_id, body.id, body.judgement.model_dump(), body.critique, body.time_spent_s,
+                        response_critiques=[c.model_dump() for c in body.response_critiques or []],
+                        edit=body.edit.model_dump() if body.edit else None)
                     out = _judgement_out(j, created)
                 return JSONResponse(out, status_code=201 if created else 200)
             except IntegrityError:
@@ -210,7 +226,7 @@ def add_admin_routes(app: FastAPI) -> None:
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
     def export(project_id: RowId, _: AdminDep, request: Request,
-               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh"], Query()] = "rlhfkit",
+               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "sft", "edit-pairs", "ilf"], Query()] = "rlhfkit",
                include_gold: bool = False) -> PlainTextResponse:
         assert format in FORMATS
         with db(request).read() as s:

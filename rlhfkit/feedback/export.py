@@ -10,6 +10,12 @@ Formats:
   hh         Anthropic HH lines {"chosen", "rejected"} ("\\n\\nHuman: ...\\n\\nAssistant: ...")
              kept to exactly those keys, with provenance in a line-aligned sidecar
              ``<out>.provenance.jsonl``.
+  sft        language feedback: one {"prompt", "completion"} line per edit (the edited response).
+  edit-pairs one {"prompt", "chosen", "rejected", "pair_kind": "edit"} line per edit: the edit
+             over the response it rewrote.
+  ilf        one {"prompt", "response", "critique", "critique_sha256"} line per response critique.
+  The last three are ``rlhfkit.data.language_feedback``'s records (with item, annotation,
+  annotator, source and response index), the input of ``rlhfkit sft`` / ``dpo`` / ``ilf``.
 Pairs come from ``rlhfkit.schema.judgement_to_pairs`` (ties give no pair).
 """
 
@@ -24,13 +30,16 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rlhfkit.data import language_feedback
 from rlhfkit.data.atomic import atomic_write
 from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
 from rlhfkit.schema import Judgement as JudgementSchema
 
-FORMATS = ("rlhfkit", "trl-pairs", "hh")
+FORMATS = ("rlhfkit", "trl-pairs", "hh", "sft", "edit-pairs", "ilf")
+LANGUAGE_FEEDBACK = {"sft": language_feedback.edit_examples, "edit-pairs": language_feedback.edit_pairs,
+                     "ilf": language_feedback.ilf_triples}
 _adapter: TypeAdapter = TypeAdapter(JudgementSchema)
 
 
@@ -51,7 +60,7 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
                 # measured here for judgements made here; as reported by the other tool for imports
                 time_spent_s=j.server_time_s if j.origin is None else j.time_spent_s,
                 shown_order=j.shown_order, weight=weights.get(names[j.annotator_id], 1.0),
-                created_at=j.created_at,
+                created_at=j.created_at, response_critiques=j.response_critiques, edit=j.edit,
             )
             for j in by_item[item.id]
         ]
@@ -112,6 +121,8 @@ def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = Fa
     items = export_items(s, project, include_gold)
     if fmt == "rlhfkit":
         return [it.model_dump_json() for it in items], []
+    if fmt in LANGUAGE_FEEDBACK:
+        return [json.dumps(r, ensure_ascii=False) for r in LANGUAGE_FEEDBACK[fmt](items)], []
     rows = list(_pair_lines(items, fmt))
     lines = [json.dumps(r, ensure_ascii=False) for r, _ in rows]
     side = [json.dumps(p, ensure_ascii=False) for _, p in rows] if fmt == "hh" else []

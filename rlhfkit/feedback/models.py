@@ -118,3 +118,6 @@ class Judgement(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     source: Mapped[str] = mapped_column(String(16), default="human", server_default="human")  # schema.Source
     origin: Mapped[str | None] = mapped_column(String(500), nullable=True)  # file:line if imported
+    # language feedback (schema.ResponseCritique list / ResponseEdit), original indices; null if none
+    response_critiques: Mapped[Any] = mapped_column(JSON, nullable=True)
+    edit: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -271,6 +271,9 @@ def _import_judgement(s: Session, project: Project, item: Item, ann: Any, origin
     if raw["kind"] == "pairwise" and ann.shown_order is None:  # A and B first, as the page shows them
         shown = [raw["a"], raw["b"]] + [i for i in range(k) if i not in (raw["a"], raw["b"])]
     clean = validate_judgement(project.mode, Assignment(shown_order=shown), raw)
+    critiques, edit = validate_language_feedback(
+        project.mode, Assignment(shown_order=shown), item.responses,
+        [c.model_dump() for c in ann.response_critiques or []], ann.edit.model_dump() if ann.edit else None)
     if s.scalar(select(Assignment.id).where(Assignment.item_id == item.id, Assignment.annotator_id == annotator.id)):
         raise Invalid(f"a second judgement by {annotator.name!r} of the same item")
     if s.scalar(_MY_JUDGEMENT, {"annotator_id": annotator.id, "client_id": ann.id}) is not None:
@@ -287,6 +290,7 @@ def _import_judgement(s: Session, project: Project, item: Item, ann: Any, origin
         annotator_id=annotator.id, judgement=clean, critique=(ann.critique or "").strip() or None,
         shown_order=shown, time_spent_s=ann.time_spent_s, server_time_s=ann.time_spent_s or 0.0,
         is_gold=False, created_at=when, source=ann.source, origin=origin,
+        response_critiques=critiques, edit=edit,
     ))
     s.flush()
 
@@ -460,11 +464,41 @@ def validate_judgement(mode: str, assignment: Assignment, raw: dict) -> dict:
     return j.model_dump()
 
 
+def validate_language_feedback(
+    mode: str, assignment: Assignment, responses: list[dict], critiques: list[dict] | None, edit: dict | None,
+) -> tuple[list[dict] | None, dict | None]:
+    """Response critiques and an edit, checked against the item: (critiques or None, edit or None).
+
+    Indices are original response indices and must be ones the annotator was shown (pairwise:
+    A and B). Whitespace-only critiques are no critique; one critique per response; an edit
+    identical to the response it rewrites is refused (it says nothing)."""
+    shown = assignment.shown_order[:2] if mode == "pairwise" else assignment.shown_order
+    kept: list[dict] = []
+    for n, c in enumerate(critiques or []):
+        if c["response"] not in shown:
+            raise Invalid(f"response_critiques[{n}]: response {c['response']} was not shown ({shown})")
+        if any(k["response"] == c["response"] for k in kept):
+            raise Invalid(f"response_critiques[{n}]: a second critique of response {c['response']}")
+        if c["text"].strip():
+            kept.append({"response": c["response"], "text": c["text"].strip()})
+    if edit is not None:
+        if edit["response"] not in shown:
+            raise Invalid(f"edit: response {edit['response']} was not shown ({shown})")
+        if not edit["text"].strip():
+            raise Invalid("edit: the edited text is empty")
+        if edit["text"].strip() == responses[edit["response"]]["text"].strip():
+            raise Invalid("edit: the text is identical to the response it rewrites")
+        edit = {"response": edit["response"], "text": edit["text"]}
+    return kept or None, edit
+
+
 def submit(
     s: Session, annotator: Annotator, assignment_id: int, judgement_id: str, judgement: dict,
     critique: str | None = None, time_spent_s: float | None = None, now: datetime | None = None,
+    response_critiques: list[dict] | None = None, edit: dict | None = None,
 ) -> tuple[Judgement, bool]:
-    """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
+    """Record a judgement; returns (row, created). A retry with the same id is a no-op.
+    ``response_critiques`` and ``edit`` are language feedback (``validate_language_feedback``)."""
     now = now or utcnow()
     critique = (critique or "").strip() or None  # whitespace only is no critique
     a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
@@ -480,11 +514,16 @@ def submit(
         raise Conflict(f"assignment {assignment_id} is already {a.status}")
     mode, is_gold = s.execute(_MODE_AND_GOLD, {"item_id": a.item_id}).one()
     clean = validate_judgement(mode, a, judgement)
+    critiques = None
+    if response_critiques or edit:
+        critiques, edit = validate_language_feedback(mode, a, s.get(Item, a.item_id).responses,
+                                                     response_critiques, edit)
     row = Judgement(
         id=new_judgement_id(), client_id=judgement_id, assignment_id=a.id, project_id=a.project_id, item_id=a.item_id,
         annotator_id=annotator.id, judgement=clean, critique=critique,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
         server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
+        response_critiques=critiques, edit=edit,
     )
     a.status, a.closed_at = "done", now
     s.add(row)

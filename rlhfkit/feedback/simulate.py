@@ -29,6 +29,15 @@ come out as ``rlhfkit.schema.Annotation`` with ``source="simulated"`` and ``anno
 annotator's name; the annotator's configuration goes into the item's
 ``metadata["simulated_annotators"][name]`` (the Annotation schema has no free-form field).
 
+Language feedback: an annotator built from a ``RuleGold`` (``rule_annotator``) also writes
+critiques of single responses from templates tied to its gold rule, and may edit the best
+response with the rule's fix. ``length_rule`` critiques answers over ``max_words`` words ("Too
+long: answer in one sentence.") and fixes them by keeping the first sentence;
+``final_number_rule`` critiques answers that do not end with "The answer is N." ("Does not give
+the final number: ..."). A critique is written for every shown response the rule faults, so
+simulated critiques are exactly as reliable as the rule: the point is to measure what a trainer
+makes of them without people.
+
 Agreement with gold, its exact expectation and the calibrated default pool live in
 ``rlhfkit.feedback.calibration``. This module imports only the schema and the standard library: gold scorers (rule functions,
 reward models, chat judges) are built elsewhere and injected as plain callables.
@@ -42,10 +51,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rlhfkit.schema import Annotation, PairwiseJudgement, PreferenceItem, RankingJudgement
+from rlhfkit.schema import (Annotation, PairwiseJudgement, PreferenceItem, RankingJudgement, ResponseCritique,
+                            ResponseEdit, judgement_to_pairs)
 
 GoldScorer = Callable[[str, str], float]
 AgreementRule = Callable[[str, str], bool]
+Critic = Callable[[str, str], "str | None"]  # (prompt, response) -> critique, or None when nothing is wrong
 
 BELIEF_CUES = ("i think", "i believe", "i'm pretty sure", "i am pretty sure", "i'm sure", "i am sure",
                "i'm convinced", "in my opinion", "i feel like", "right?", "don't you agree", "isn't it?",
@@ -84,6 +95,8 @@ class SimulatedAnnotator:
     agrees: AgreementRule = field(default=keyword_agreement, repr=False, compare=False)
     tie_tolerance: float = 0.0
     gold_name: str = "gold"
+    critic: Critic | None = field(default=None, repr=False, compare=False)
+    fix: Callable[[str, str], "str | None"] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -101,7 +114,7 @@ class SimulatedAnnotator:
                 "flip_rate": self.flip_rate, "length_bias": self.length_bias, "length_unit": self.length_unit,
                 "position_bias": self.position_bias, "sycophancy_bias": self.sycophancy_bias,
                 "agreement_rule": getattr(self.agrees, "__name__", type(self.agrees).__name__),
-                "tie_tolerance": self.tie_tolerance}
+                "tie_tolerance": self.tie_tolerance, "critiques": self.critic is not None, "edits": self.fix is not None}
 
     def utilities(self, prompt: str, texts: Sequence[str], gold_scores: Sequence[float], first: int) -> list[float]:
         """u_i for each response in index order; ``first`` is the index shown first."""
@@ -191,9 +204,11 @@ class AnnotatorPool:
         annotator = self.pick()
         k = len(item.responses)
         shown = self.rng.sample(range(k), k)
-        j = self.judge(annotator, item.prompt_text, [r.text for r in item.responses], shown, mode)
+        texts = [r.text for r in item.responses]
+        j = self.judge(annotator, item.prompt_text, texts, shown, mode)
+        critiques, edit = language_feedback(annotator, item.prompt_text, texts, shown, j)
         ann = Annotation(id=self._new_id(), judgement=j, annotator_id=annotator.name, source="simulated",
-                         shown_order=shown)
+                         shown_order=shown, response_critiques=critiques, edit=edit)
         meta = dict(item.metadata)
         meta["simulated_annotators"] = {**meta.get("simulated_annotators", {}), annotator.name: annotator.config()}
         return item.model_copy(update={"annotations": [*item.annotations, ann], "metadata": meta})
@@ -211,6 +226,117 @@ class AnnotatorPool:
         if choice == "tie":
             return annotator, 0.5
         return annotator, float((choice == "a") == x_first)
+
+
+# ---------------------------------------------------------------- language feedback
+
+
+@dataclass(frozen=True)
+class CritiqueTemplate:
+    """A critique written word for word whenever ``applies(prompt, response)`` holds."""
+
+    name: str
+    text: str
+    applies: Callable[[str, str], bool] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RuleGold:
+    """A gold rule with the critiques that explain its low scores (and optionally a fix)."""
+
+    name: str
+    score: GoldScorer = field(repr=False, compare=False)
+    templates: tuple[CritiqueTemplate, ...] = ()
+    fix: Callable[[str, str], "str | None"] | None = field(default=None, repr=False, compare=False)
+
+    def critique(self, prompt: str, response: str) -> str | None:
+        """The text of every template that applies, joined by spaces; None when none does."""
+        texts = [t.text for t in self.templates if t.applies(prompt, response)]
+        return " ".join(texts) if texts else None
+
+
+def rule_annotator(name: str, rule: RuleGold, **settings: Any) -> SimulatedAnnotator:
+    """A simulated annotator whose gold, critiques and edits all come from ``rule``."""
+    return SimulatedAnnotator(name=name, gold=rule.score, gold_name=rule.name, critic=rule.critique, fix=rule.fix,
+                              **settings)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.strip(), maxsplit=1)[0].strip()
+
+
+def length_rule(max_words: int = 20) -> RuleGold:
+    """Gold = 1 for answers of at most ``max_words`` words, else max_words / words (so 0.5 at
+    twice the limit; 0 for an empty answer); the critique asks for one sentence; the fix keeps
+    the first sentence."""
+    if max_words < 1:
+        raise ValueError(f"length_rule: max_words must be >= 1, got {max_words}")
+
+    def score(prompt: str, response: str) -> float:
+        n = word_count(response)
+        return 0.0 if n == 0 else 1.0 if n <= max_words else max_words / n
+
+    def fix(prompt: str, response: str) -> str | None:
+        short = first_sentence(response)
+        return short if short and short != response.strip() and word_count(short) <= max_words else None
+
+    too_long = CritiqueTemplate("too_long", "Too long: answer in one sentence.",
+                                lambda p, r: word_count(r) > max_words)
+    return RuleGold(f"length<={max_words}w", score, (too_long,), fix)
+
+
+FINAL_ANSWER = re.compile(r"the answer is\s*(-?\d[\d,]*(?:\.\d+)?)\.?\s*$", re.IGNORECASE)
+_ANY_NUMBER = re.compile(r"\d")
+
+
+def final_number_rule() -> RuleGold:
+    """Gold = 1 when the answer ends with "The answer is N." (N a number), else 0. Critiques:
+    no number at all -> "Does not give the final number"; a number, but not in that closing
+    sentence -> "End with the final number as 'The answer is N.'"."""
+
+    def score(prompt: str, response: str) -> float:
+        return 1.0 if FINAL_ANSWER.search(response.strip()) else 0.0
+
+    no_number = CritiqueTemplate("no_final_number", "Does not give the final number.",
+                                 lambda p, r: not _ANY_NUMBER.search(r))
+    wrong_format = CritiqueTemplate("final_number_format", "End with the final number as 'The answer is N.'",
+                                    lambda p, r: not FINAL_ANSWER.search(r.strip()))
+    return RuleGold("final-number", score, (no_number, wrong_format))
+
+
+def _best(judgement: Any, shown: Sequence[int]) -> int | None:
+    """The response the judgement prefers (first of the best tier / the chosen one), else None."""
+    if judgement.kind == "ranking":
+        return sorted(judgement.tiers[0])[0] if len(judgement.tiers) > 1 else None
+    pairs = judgement_to_pairs(judgement)
+    return pairs[0][0] if pairs else None
+
+
+def language_feedback(annotator: SimulatedAnnotator, prompt: str, texts: Sequence[str], shown: Sequence[int],
+                      judgement: Any) -> tuple[list[ResponseCritique] | None, ResponseEdit | None]:
+    """The annotator's critiques of the responses it was shown (pairwise: A and B) and its edit
+    of the response it preferred; (None, None) for an annotator without a critic or fix."""
+    visible = list(shown[:2]) if judgement.kind == "pairwise" else list(shown)
+    critiques = []
+    if annotator.critic is not None:
+        for i in visible:
+            text = annotator.critic(prompt, texts[i])
+            if text:
+                critiques.append(ResponseCritique(response=i, text=text))
+    edit = None
+    best = _best(judgement, shown)
+    if annotator.fix is not None and best is not None:
+        fixed = annotator.fix(prompt, texts[best])
+        if fixed and fixed.strip() != texts[best].strip():
+            edit = ResponseEdit(response=best, text=fixed)
+    return critiques or None, edit
 
 
 # ---------------------------------------------------------------- over HTTP
@@ -256,6 +382,11 @@ def label_over_http(base_url: str, project_id: int, pool: AnnotatorPool, tokens:
             texts = [texts_by_index.get(i, "") for i in range(len(shown))]
             j = pool.judge(pool.by_name[name], prompt_as_text(a["prompt"]), texts, shown, a["mode"])
             body = {"id": pool._new_id(), "judgement": j.model_dump()}
+            critiques, edit = language_feedback(pool.by_name[name], prompt_as_text(a["prompt"]), texts, shown, j)
+            if critiques:
+                body["response_critiques"] = [c.model_dump() for c in critiques]
+            if edit:
+                body["edit"] = edit.model_dump()
             r = client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body, headers=headers)
             if r.status_code not in (200, 201):
                 raise RuntimeError(f"POST judgement for {name}: {r.status_code} {r.text[:300]}")

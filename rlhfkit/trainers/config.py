@@ -94,6 +94,36 @@ class SFTConfig(TrainConfig):
 
 
 @dataclass
+class ILFConfig(SFTConfig):
+    """Imitation learning from language feedback (``rlhfkit ilf``): for each critique, sample
+    ``refinements`` answers conditioned on it, keep the one ``scorer`` rates best, fine-tune on
+    them with the SFT trainer; ``rounds`` times. The SFT fields are the fine-tuning phase's."""
+
+    data: str = _f("", "critiques: ILF triples JSONL {prompt, response, critique} "
+                   "(`rlhfkit feedback export --format ilf`)", flag="--critiques", aliases=["--data"])
+    edits: str = _f("", "edits as SFT examples {prompt, completion} (`rlhfkit feedback export --format sft`), "
+                    "trained on directly in every round ('' = none)")
+    out: str = _f("runs/ilf", "output folder: HF model, refinements.jsonl, lineage.json, metrics.jsonl, "
+                  "round-K/ for earlier rounds")
+    scorer: str = _f("", "selects the refinement: a reward-model folder, module:function (a rule), or "
+                     "judge:BASE_URL#MODEL (an OpenAI-compatible chat endpoint)")
+    refinements: int = _f(4, "refinements sampled per critique (M)")
+    rounds: int = _f(1, "refine -> select -> fine-tune rounds (K); later rounds refine with the fine-tuned policy")
+    max_new_tokens: int = _f(128, "max tokens per refinement")
+    temperature: float = _f(0.7, "sampling temperature of the refinements")
+    top_p: float = _f(1.0, "nucleus sampling of the refinements (1 = off)")
+    refine_batch_size: int = _f(8, "critiques per sampling call (each sampled M times)")
+
+    def validate(self) -> "ILFConfig":
+        super().validate()
+        if self.refinements < 1 or self.rounds < 1 or self.refine_batch_size < 1:
+            raise ValueError("refinements, rounds and refine_batch_size must be >= 1")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        return self
+
+
+@dataclass
 class RewardTrainConfig(TrainConfig):
     out: str = _f("runs/rm", "output folder (a transformers-loadable model)")
     max_length: int = _f(512, "tokens per prompt+response; prompts are cut from the left")

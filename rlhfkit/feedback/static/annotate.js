@@ -24,6 +24,12 @@
   let lastSubmitted = null;
   let busy = false;
 
+  // Extra feedback kinds plug in here (static/language_feedback.js): they read the page state,
+  // reset on each item (onShow) and add fields to the submitted body (body). Text fields they
+  // create carry data-free-text, so typing in them never triggers a shortcut.
+  const plugins = [];
+  window.rlhfkitAnnotate = { mode, plugins, el, setStatus, state: () => ({ current, tiers, choice, allBad }) };
+
   const SHORTCUTS = mode === "pairwise" ? [
     ["1 or a", "response A is better"], ["2 or b", "response B is better"],
     ["t or =", "tie (equally good)"], ["0 or x", "both bad"],
@@ -288,6 +294,7 @@
     renderPrompt(current.prompt);
     renderResponses();
     renderState();
+    plugins.forEach((p) => p.onShow && p.onShow(current));
     window.scrollTo(0, 0);
   }
 
@@ -320,6 +327,7 @@
       const res = await api("POST", `/api/assignments/${current.assignment_id}/judgement`, {
         id: clientId, judgement: judgement(), critique: critique || null,
         time_spent_s: Math.round((performance.now() - shownAt) / 100) / 10,
+        ...plugins.reduce((extra, p) => Object.assign(extra, p.body ? p.body() : {}), {}),
       });
       lastSubmitted = res.id;
       $("retract").disabled = false;
@@ -369,6 +377,10 @@
 
   function onKey(ev) {
     const t = ev.target;
+    if (t && t.dataset && "freeText" in t.dataset) {  // a plugin's text field: Esc leaves it
+      if (ev.key === "Escape") t.blur();
+      return;
+    }
     if (t === $("critique")) {
       if (ev.key === "Escape") t.blur();
       return;
