@@ -136,8 +136,9 @@ def init_distributed() -> int:
                                "parallelism only (every rank holds the whole model); launch with "
                                "configs/accelerate/ddp.yaml or torchrun (see docs/scale-out.md)")
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_world_size()
 
