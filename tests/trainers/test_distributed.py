@@ -40,7 +40,7 @@ def test_two_gloo_processes_equal_one(tiny_model_dir, tmp_path):
         torch.testing.assert_close(two[name]["params"], one[name]["params"], atol=1e-6, rtol=0)
         assert two[name]["losses"] == pytest.approx(one[name]["losses"], abs=1e-6)
         assert two[name]["grad_norms"] == pytest.approx(one[name]["grad_norms"], rel=1e-5)
-    assert torch.equal(two["rank1_dpo_params"], two["dpo"]["params"])  # the ranks stay in step
+        assert torch.equal(two[f"rank1_{name}_params"], two[name]["params"])  # the ranks stay in step
 
 
 def _initial(name: str, model_dir):
