@@ -35,8 +35,10 @@ def run(model_dir: str, names: tuple[str, ...] = ("dpo", "reward")) -> dict:
                         batch_size=4, grad_accum=2, max_steps=2, max_length=64, progress=False, seed=0)
         cfg = entry.config(**{**settings, **(ONLINE if name in ONLINE_NAMES else {})})
         trainer = entry.build(cfg, polite_pairs(16), None)
+        initial = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
         trainer.train()
         out[name] = {"params": torch.cat([p.detach().flatten() for p in trainer.model.parameters()]),
+                     "initial": initial,
                      "losses": [h["loss"] for h in trainer.history],
                      "grad_norms": [h["grad_norm"] for h in trainer.history]}
     return out
