@@ -176,11 +176,15 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], bucket_numel: int = 1
                 p.grad = torch.zeros_like(p)
             grads.append(p.grad)
     buckets: dict[tuple, list[list[torch.Tensor]]] = {}
+    filled: dict[tuple, int] = {}
     for g in grads:  # one flat buffer per (device, dtype), cut at bucket_numel
-        runs = buckets.setdefault((g.device, g.dtype), [[]])
-        if runs[-1] and sum(x.numel() for x in runs[-1]) + g.numel() > bucket_numel:
+        key = (g.device, g.dtype)
+        runs = buckets.setdefault(key, [[]])
+        if runs[-1] and filled[key] + g.numel() > bucket_numel:
             runs.append([])
+            filled[key] = 0
         runs[-1].append(g)
+        filled[key] = filled.get(key, 0) + g.numel()
     for runs in buckets.values():
         for run in runs:
             flat = torch.cat([g.reshape(-1) for g in run])

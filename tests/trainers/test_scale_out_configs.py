@@ -59,3 +59,27 @@ def test_sharded_launch_refused_by_name(monkeypatch, flag, engine):
     monkeypatch.setenv(flag, "true")
     with pytest.raises(RuntimeError, match=f"accelerate {engine} config.*ddp.yaml"):
         loop.init_distributed()
+
+
+def test_gradient_all_reduce_buckets_and_untouched_parameters():
+    """In a one-process gloo group the all-reduce is the identity, so what comes back must be the
+    gradients as they were: cut into buckets of at most 5 numbers ([2, 2, 1] and [6] in fp32, a
+    2x2 bf16 tensor in its own buffer), put back at their offsets, with a parameter nobody touched left at ``grad=None`` (AdamW skips those)."""
+    import torch
+    import torch.distributed as dist
+
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in (2, 2, 1, 6)]
+    params.append(torch.nn.Parameter(torch.zeros(2, 2, dtype=torch.bfloat16)))
+    params.append(torch.nn.Parameter(torch.zeros(2)))  # untouched
+    g = torch.Generator().manual_seed(0)
+    for p in params[:5]:
+        p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+    expected = [p.grad.clone() for p in params[:5]]
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        loop.all_reduce_gradients(params, bucket_numel=5)
+    finally:
+        dist.destroy_process_group()
+    for p, e in zip(params, expected):
+        assert torch.equal(p.grad, e) and p.grad.dtype == e.dtype
+    assert params[5].grad is None
