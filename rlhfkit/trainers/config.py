@@ -56,6 +56,12 @@ class TrainConfig:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or auto")
         if self.report_to not in REPORTERS:
             raise ValueError(f"unknown report_to {self.report_to!r}; choose {', '.join(REPORTERS)}")
+        if self.report_to != "none":  # say so before hours of set-up, not when the loop starts
+            import importlib.util
+
+            if importlib.util.find_spec(self.report_to) is None:
+                raise ValueError(f"report_to={self.report_to} needs the {self.report_to} package: "
+                                 f"pip install {self.report_to} (or report_to=none)")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
         return self

@@ -43,6 +43,8 @@ def test_unknown_tracker_refused():
 
 def test_missing_library_named_with_its_install_command(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed: import raises ImportError
+    with pytest.raises(ValueError, match="pip install wandb"):  # at validation, before any set-up
+        DPOConfig(report_to="wandb").validate()
     with pytest.raises(ImportError, match="pip install wandb"):
         tracking.open_tracker(DPOConfig(report_to="wandb"), tmp_path)
     assert tracking.open_tracker(DPOConfig(), tmp_path) is None  # report_to none: no tracker at all
