@@ -20,19 +20,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 from rlhfkit.trainers.config import REPORTERS
-PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 Table = tuple[list[str], list[list]]  # (column names, rows)
 
 
 def _require(name: str):
-    """Import a tracker's library, or say how to get it."""
+    """Import a tracker's library (each is installed under its report_to name), or say how to get it."""
     import importlib
 
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        raise ImportError(f"report_to={name} needs the {PACKAGES[name]} package: pip install {PACKAGES[name]} "
+        raise ImportError(f"report_to={name} needs the {name} package: pip install {name} "
                           f"(or report_to=none; metrics.jsonl is always written)") from err
 
 
