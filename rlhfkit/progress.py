@@ -7,6 +7,7 @@ disabled bar (tests, ``--no-progress``) costs nothing.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -26,8 +27,9 @@ def _info(metrics: dict) -> str:
 
 @contextmanager
 def progress(total: int, description: str, enabled: bool = True, start: int = 0) -> Iterator[Callable[..., None]]:
-    """Yields ``advance(metrics=None, n=1)``: move the bar ``n`` ticks, showing ``metrics``."""
-    if not enabled:
+    """Yields ``advance(metrics=None, n=1)``: move the bar ``n`` ticks, showing ``metrics``.
+    Under a distributed launch (``torchrun``, ``accelerate launch``) only rank 0 draws."""
+    if not enabled or os.environ.get("RANK", "0") != "0":
         yield lambda metrics=None, n=1: None
         return
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SCHEDULES = ("constant", "linear", "cosine")
+REPORTERS = ("none", "tensorboard", "wandb", "mlflow")
 LOSSES = ("dpo", "ipo", "cdpo", "robust", "simpo", "kto")
 
 
@@ -45,12 +46,22 @@ class TrainConfig:
     eval_every: int = _f(0, "evaluate every N steps (0 = only at the end)")
     resume: bool = _f(True, "continue from OUT/checkpoint when one exists")
     progress: bool = _f(True, "show a progress bar")
+    report_to: str = _f("none", "experiment tracker besides metrics.jsonl: none | tensorboard | wandb | mlflow "
+                        "(runs under OUT; the library is imported only when chosen)")
 
     def validate(self) -> "TrainConfig":
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose {', '.join(SCHEDULES)}")
         if self.dtype not in ("fp32", "bf16", "auto"):
             raise ValueError(f"unknown dtype {self.dtype!r}; choose fp32, bf16 or auto")
+        if self.report_to not in REPORTERS:
+            raise ValueError(f"unknown report_to {self.report_to!r}; choose {', '.join(REPORTERS)}")
+        if self.report_to != "none":  # say so before hours of set-up, not when the loop starts
+            import importlib.util
+
+            if importlib.util.find_spec(self.report_to) is None:
+                raise ValueError(f"report_to={self.report_to} needs the {self.report_to} package: "
+                                 f"pip install {self.report_to} (or report_to=none)")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
         return self

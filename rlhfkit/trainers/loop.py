@@ -12,19 +12,30 @@ A trainer provides (``Trainer`` protocol):
   (``weight`` = pairs, total pair weight, or scored tokens, whatever the loss averages over);
 - ``loss(batch) -> (loss, metrics)``: forward + the pure loss function;
 - optionally ``evaluate() -> dict``, ``after_step(record)``, ``state_dict()/load_state_dict()``
-  for state the trainer keeps between steps (a KL controller, a rollout buffer).
+  for state the trainer keeps between steps (a KL controller, a rollout buffer), and
+  ``tables(record) -> {name: (columns, rows)}`` for the tracker (online RL: the completions).
 
 ``fit`` owns seeding, the optimiser (fused AdamW over trainable parameters), the learning-rate
 schedule (constant, linear or cosine, each with linear warm-up, exactly as transformers'
 ``get_*_schedule_with_warmup``), gradient accumulation, clipping, JSONL metrics
 (``out/metrics.jsonl``), the progress bar, periodic evaluation and atomic checkpoints
-(``out/checkpoint/state.pt``) that resume exactly.
+(``out/checkpoint/state.pt``) that resume exactly, and an optional experiment tracker
+(``cfg.report_to``, ``rlhfkit.trainers.tracking``) beside the JSONL.
+
+Data parallelism: launched with N > 1 processes (``torchrun`` or ``accelerate launch``, which set
+``WORLD_SIZE``), every rank builds the same step's indices (a pure function of (seed, step)) and
+takes every N-th of them; each micro-batch's loss is scaled by its weight over the weight of the
+whole step summed over ranks, and the gradients are summed over ranks before clipping, so N
+processes take exactly the step one process takes on the same global batch
+(``batch_size * grad_accum`` examples, whatever N is; N only shrinks each rank's share). Only
+rank 0 writes metrics, checkpoints, tracker runs and model folders.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict
@@ -37,7 +48,7 @@ from rlhfkit.trainers.config import SCHEDULES, TrainConfig
 CHECKPOINT = Path("checkpoint") / "state.pt"
 # config fields that may change between a run and its resumption
 RESUMABLE_CHANGES = {"progress", "resume", "max_steps", "epochs", "save_every", "log_every", "eval_every",
-                     "out", "eval_data"}
+                     "out", "eval_data", "report_to"}
 
 
 class Trainer(Protocol):
@@ -92,6 +103,120 @@ def steps_for(n_examples: int, cfg: TrainConfig) -> tuple[int, int]:
     return per_epoch, (cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * per_epoch)))
 
 
+# --------------------------------------------------------------------------- data parallelism
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process: the process group's once joined, else what the
+    launcher put in the environment ((0, 1) for a plain ``python`` run)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Rank 0: the one process that writes files (metrics, checkpoints, model folders)."""
+    return world()[0] == 0
+
+
+def init_distributed() -> int:
+    """Join the process group that ``torchrun`` / ``accelerate launch`` describe in the environment
+    (``WORLD_SIZE`` > 1); returns the world size (1 when not launched distributed).
+
+    gloo carries CPU tensors (the trainers keep their models where they were loaded) and NCCL CUDA
+    ones. Sharded engines (FSDP, DeepSpeed ZeRO) need the model handed to the engine, which the
+    loop does not do: refused by name rather than silently run as plain data parallelism."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not dist.is_initialized():
+        return 1
+    for flag, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(flag, "").lower() in ("1", "true"):
+            raise RuntimeError(f"launched with an accelerate {engine} config: the training loop does data "
+                               "parallelism only (every rank holds the whole model); launch with "
+                               "configs/accelerate/ddp.yaml or torchrun (see docs/scale-out.md)")
+    if not dist.is_initialized():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_world_size()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process): after rank 0 writes what others read."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Start every rank from rank 0's weights (they load the same files, this makes sure)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for p in model.parameters():
+            dist.broadcast(p.data, 0)
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter], bucket_numel: int = 1 << 24) -> None:
+    """Sum every parameter's gradient over the ranks, in flat buckets (one call per ~16M numbers).
+
+    A parameter no rank produced a gradient for keeps ``grad=None`` (AdamW then skips it, as in
+    one process); one that only some ranks touched counts zeros from the others."""
+    import torch.distributed as dist
+
+    touched = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(touched)
+    grads = []
+    for p, count in zip(params, touched.tolist()):
+        if count:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    buckets: dict[tuple, list[list[torch.Tensor]]] = {}
+    filled: dict[tuple, int] = {}
+    for g in grads:  # one flat buffer per (device, dtype), cut at bucket_numel
+        key = (g.device, g.dtype)
+        runs = buckets.setdefault(key, [[]])
+        if runs[-1] and filled[key] + g.numel() > bucket_numel:
+            runs.append([])
+            filled[key] = 0
+        runs[-1].append(g)
+        filled[key] = filled.get(key, 0) + g.numel()
+    for runs in buckets.values():
+        for run in runs:
+            flat = torch.cat([g.reshape(-1) for g in run])
+            dist.all_reduce(flat)
+            offset = 0
+            for g in run:
+                g.copy_(flat[offset : offset + g.numel()].view_as(g))
+                offset += g.numel()
+
+
+def _sum_over_ranks(value: float) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item())
+
+
+def _sum_metrics_over_ranks(sums: dict[str, float]) -> dict[str, float]:
+    """Each rank's weighted metric sums (already divided by the global weight) added up; a rank
+    without examples this step contributes none, so keys are merged rather than assumed equal."""
+    import torch.distributed as dist
+
+    gathered: list[dict] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, sums)
+    total: dict[str, float] = {}
+    for part in gathered:
+        for key, value in part.items():
+            total[key] = total.get(key, 0.0) + value
+    return total
+
+
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     """Write trainable weights, optimiser state, loop position and RNG state atomically."""
@@ -132,6 +257,9 @@ def save_hf_folder(model, tokenizer, out: Path) -> Path:
     first. Written to a temporary sibling and moved in place, so a crash leaves no half folder."""
     from rlhfkit.data.atomic import atomic_dir
 
+    if not is_main_process():  # rank 0 writes; the others wait until the folder is there
+        barrier()
+        return Path(out)
     if hasattr(model, "merge_and_unload"):
         import copy
 
@@ -139,14 +267,16 @@ def save_hf_folder(model, tokenizer, out: Path) -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+    barrier()
     return Path(out)
 
 
 def write_config(folder: Path, name: str, cfg) -> None:
     from rlhfkit.data.atomic import atomic_write
 
-    with atomic_write(Path(folder) / name) as fh:
-        fh.write(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+    if is_main_process():
+        with atomic_write(Path(folder) / name) as fh:
+            fh.write(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -170,7 +300,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def train_step(trainer: Trainer, optimizer, step: int) -> dict:
-    """One optimiser step: batch -> micro-batches -> loss -> backward (accumulated) -> clip -> step."""
+    """One optimiser step: batch -> micro-batches -> loss -> backward (accumulated) -> clip -> step.
+    Launched distributed, this rank takes every N-th example of the step and the gradients and
+    metrics are summed over ranks (module docstring)."""
     cfg, model = trainer.cfg, trainer.model
     t0 = time.perf_counter()
     total = trainer.total_steps()
@@ -178,8 +310,13 @@ def train_step(trainer: Trainer, optimizer, step: int) -> dict:
         group["lr"] = cfg.lr * lr_factor(step, total, warmup_steps_of(cfg, total), cfg.lr_schedule)
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    parts = trainer.micro_batches(trainer.batch_for_step(step))  # batch
+    rank, size = world()
+    if size > 1:
+        init_distributed()
+    parts = trainer.micro_batches(trainer.batch_for_step(step)[rank::size])  # batch (this rank's share)
     denominator = sum(weight for _, weight in parts)
+    if size > 1:
+        denominator = _sum_over_ranks(denominator)  # the weight of the whole step, every rank's
     sums: dict[str, float] = {}
     for batch, weight in parts:
         loss, metrics = trainer.loss(batch)  # forward + loss
@@ -188,6 +325,9 @@ def train_step(trainer: Trainer, optimizer, step: int) -> dict:
         for key, value in {"loss": loss.detach(), **metrics}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * share
     params = trainable_parameters(model)
+    if size > 1:
+        all_reduce_gradients(params)  # every rank now holds the gradient of the whole step
+        sums = _sum_metrics_over_ranks(sums)
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
     optimizer.step()  # step
     return {"step": step + 1, **sums, "grad_norm": float(norm), "lr": optimizer.param_groups[0]["lr"],
@@ -196,10 +336,15 @@ def train_step(trainer: Trainer, optimizer, step: int) -> dict:
 
 def fit(trainer: Trainer, out: Path | None, stop_after: int | None = None, description: str = "training") -> list[dict]:
     """Run ``trainer`` to ``total_steps()`` (or stop after step ``stop_after``, as if killed there),
-    resuming from ``out/checkpoint`` when ``cfg.resume`` and one exists. Returns this call's records."""
+    resuming from ``out/checkpoint`` when ``cfg.resume`` and one exists. Returns this call's records
+    (the same on every rank when launched distributed)."""
     from rlhfkit.progress import progress
+    from rlhfkit.trainers.tracking import open_tracker
 
     cfg = trainer.cfg
+    if init_distributed() > 1:
+        broadcast_parameters(trainer.model)
+    main = is_main_process()
     optimizer = adamw(trainable_parameters(trainer.model), cfg.lr, cfg.weight_decay)
     ckpt = Path(out) / CHECKPOINT if out else None
     step, history = 0, getattr(trainer, "history", [])
@@ -208,30 +353,40 @@ def fit(trainer: Trainer, out: Path | None, stop_after: int | None = None, descr
         _check_same_run(state.get("config", {}), cfg, ckpt)
         step = state["step"]
         history[:] = state.get("history", [])
-        _truncate_metrics(Path(out) / "metrics.jsonl", step)
+        if main:
+            _truncate_metrics(Path(out) / "metrics.jsonl", step)
         if hasattr(trainer, "load_state_dict") and "trainer" in state:
             trainer.load_state_dict(state["trainer"])
     trainer.step = step
     total = trainer.total_steps()
     stop = min(total, stop_after) if stop_after is not None else total
     new: list[dict] = []
-    with progress(total, description, enabled=cfg.progress, start=step) as advance:
-        while step < stop:
-            record = train_step(trainer, optimizer, step)
-            step = trainer.step = record["step"]
-            if hasattr(trainer, "after_step"):
-                trainer.after_step(record)
-            evaluated = bool(cfg.eval_every and step % cfg.eval_every == 0 and hasattr(trainer, "evaluate"))
-            if evaluated:
-                record.update({f"eval_{k}": v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-            history.append(record)
-            new.append(record)
-            if out and (step % max(1, cfg.log_every) == 0 or step == total or evaluated):
-                _append_jsonl(Path(out) / "metrics.jsonl", record)
-            advance(record)
-            if ckpt is not None and cfg.save_every and step % cfg.save_every == 0:
-                extra = trainer.state_dict() if hasattr(trainer, "state_dict") else None
-                save_checkpoint(ckpt, trainer.model, optimizer, {
-                    "step": step, "history": history, "config": asdict(cfg),
-                    **({"trainer": extra} if extra is not None else {})})
+    tracker = open_tracker(cfg, out) if main else None
+    try:
+        with progress(total, description, enabled=cfg.progress and main, start=step) as advance:
+            while step < stop:
+                record = train_step(trainer, optimizer, step)
+                step = trainer.step = record["step"]
+                if hasattr(trainer, "after_step"):
+                    trainer.after_step(record)
+                evaluated = bool(cfg.eval_every and step % cfg.eval_every == 0 and hasattr(trainer, "evaluate"))
+                if evaluated:
+                    record.update({f"eval_{k}": v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+                history.append(record)
+                new.append(record)
+                logged = step % max(1, cfg.log_every) == 0 or step == total or evaluated
+                if main and out and logged:
+                    _append_jsonl(Path(out) / "metrics.jsonl", record)
+                if tracker is not None:  # the same lines, plus the trainer's tables (completions)
+                    tables = trainer.tables(record) if hasattr(trainer, "tables") else {}
+                    tracker.log(record if logged else None, tables, step)
+                advance(record)
+                if main and ckpt is not None and cfg.save_every and step % cfg.save_every == 0:
+                    extra = trainer.state_dict() if hasattr(trainer, "state_dict") else None
+                    save_checkpoint(ckpt, trainer.model, optimizer, {
+                        "step": step, "history": history, "config": asdict(cfg),
+                        **({"trainer": extra} if extra is not None else {})})
+    finally:
+        if tracker is not None:
+            tracker.close()
     return new

@@ -248,22 +248,41 @@ class OnlineTrainer:
     def after_step(self, record: dict) -> None:
         record.update(self.buffer["metrics"])
         record["rollout"] = self.buffer["rollout"]
-        first_use = (record["step"] - 1) % self.cfg.ppo_epochs == 0
-        if self.out and first_use and self.cfg.sample_every and self.buffer["rollout"] % self.cfg.sample_every == 0:
+        if self.out and self._samples_due(record["step"]) and loop.is_main_process():
             self.write_samples(record["step"])
         if self.out and self.cfg.save_policy_every and record["step"] % self.cfg.save_policy_every == 0:
             loop.save_hf_folder(self.policy, self.tokenizer, self.out / "checkpoints" / f"step-{record['step']}")
 
+    def _samples_due(self, step: int) -> bool:
+        """The first step on a rollout, every ``sample_every`` rollouts."""
+        first_use = (step - 1) % self.cfg.ppo_epochs == 0
+        return bool(first_use and self.cfg.sample_every and self.buffer["rollout"] % self.cfg.sample_every == 0)
+
+    def sample_records(self, step: int) -> list[dict]:
+        """The rollout's completions: one record per sample (prompt, completion, reward, KL)."""
+        buffer, G, out = self.buffer, self.cfg.group_size, []
+        for s, text in enumerate(buffer["texts"]):
+            prompt = self.prompts.prompts[buffer["prompt_index"][s // G]]
+            prompt = prompt if isinstance(prompt, str) else [m if isinstance(m, dict) else m.model_dump() for m in prompt]
+            out.append({"step": step, "prompt": prompt, "completion": text,
+                        "reward": float(buffer["score"][s]), "kl": float(buffer["seq_kl"][s])})
+        return out
+
     def write_samples(self, step: int) -> None:
         from rlhfkit.data.atomic import atomic_write
 
-        buffer, G = self.buffer, self.cfg.group_size
         with atomic_write(self.out / "samples" / f"step-{step:06d}.jsonl") as fh:
-            for s, text in enumerate(buffer["texts"]):
-                prompt = self.prompts.prompts[buffer["prompt_index"][s // G]]
-                prompt = prompt if isinstance(prompt, str) else [m if isinstance(m, dict) else m.model_dump() for m in prompt]
-                fh.write(json.dumps({"step": step, "prompt": prompt, "completion": text,
-                                     "reward": float(buffer["score"][s]), "kl": float(buffer["seq_kl"][s])}) + "\n")
+            for record in self.sample_records(step):
+                fh.write(json.dumps(record) + "\n")
+
+    def tables(self, record: dict) -> dict:
+        """For the experiment tracker: the completions table, on the steps samples/ gets one."""
+        if not self._samples_due(record["step"]):
+            return {}
+        columns = ["step", "prompt", "completion", "reward", "kl"]
+        rows = [[r["step"], r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"]),
+                 r["completion"], r["reward"], r["kl"]] for r in self.sample_records(record["step"])]
+        return {"completions": (columns, rows)}
 
     def state_dict(self) -> dict:
         return {"buffer": self.buffer}

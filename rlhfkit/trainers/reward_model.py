@@ -132,7 +132,12 @@ class RewardModelTrainer:
         meta = {"train_config": asdict(self.cfg), "steps": self.step, "max_length": self.cfg.max_length}
         if final_eval is not None:
             meta["eval"] = final_eval
-        return self.model.save(self.out, extra_meta=meta)
+        if not loop.is_main_process():  # launched distributed: rank 0 writes the folder
+            loop.barrier()
+            return self.out
+        folder = self.model.save(self.out, extra_meta=meta)
+        loop.barrier()
+        return folder
 
 
 def train_reward_model(cfg: RewardTrainConfig, **kw) -> tuple[Path, dict | None]:
