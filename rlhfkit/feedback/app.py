@@ -9,6 +9,7 @@ Never imports torch: training reads exported files, not this server.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,7 @@ from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
 from rlhfkit.feedback.stats import project_stats
 from rlhfkit.schema import Judgement as JudgementSchema
+from rlhfkit.schema import Source
 
 log = logging.getLogger("rlhfkit.feedback")
 MAX_BODY_BYTES = 2_000_000
@@ -56,11 +58,20 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _small_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if config is not None and len(json.dumps(config)) > repo.MAX_CONFIG_CHARS:
+        raise ValueError(f"annotator_config is larger than {repo.MAX_CONFIG_CHARS} characters of JSON")
+    return config
+
+
 class SubmitBody(_Body):
     id: str = Field(pattern=ID_PATTERN, description="client-generated id; a retry with it is a no-op")
     judgement: JudgementSchema
     critique: Text | None = Field(default=None, max_length=10_000)
     time_spent_s: float | None = Field(default=None, ge=0, le=86_400)
+    source: Source = Field(default="human", description="who made the label: human, simulated or model_judge")
+    annotator_config: Annotated[dict[str, Any] | None, AfterValidator(_small_config)] = Field(
+        default=None, description="what shaped a simulated or model-judge label (JSON, at most 4,000 characters)")
 
 
 class SkipBody(_Body):
@@ -140,7 +151,8 @@ def add_annotator_routes(app: FastAPI) -> None:
             try:
                 with db(request).session() as s:
                     j, created = repo.submit(s, a, assignment_id, body.id, body.judgement.model_dump(),
-                                             body.critique, body.time_spent_s)
+                                             body.critique, body.time_spent_s, source=body.source,
+                                             annotator_config=body.annotator_config)
                     out = _judgement_out(j, created)
                 return JSONResponse(out, status_code=201 if created else 200)
             except IntegrityError:

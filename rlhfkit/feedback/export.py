@@ -6,7 +6,7 @@ Formats:
              (project, source file:line, gold flag).
   trl-pairs  one {"prompt", "chosen", "rejected"} line per implied pair (TRL's explicit-prompt
              preference format) plus provenance columns: weight, item_id, annotator, created_at,
-             shown_order, source.
+             shown_order, source (file:line), label_source (human / simulated / model_judge).
   hh         Anthropic HH lines {"chosen", "rejected"} ("\\n\\nHuman: ...\\n\\nAssistant: ...")
              kept to exactly those keys, with provenance in a line-aligned sidecar
              ``<out>.provenance.jsonl``.
@@ -56,6 +56,7 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
             for j in by_item[item.id]
         ]
         meta = dict(item.item_metadata or {})
+        _add_annotator_configs(meta, by_item[item.id], names)
         meta["feedback"] = {"project": project.name, "source": item.source, "gold": item.is_gold}
         # Flagged empty responses are kept as they came (model_construct: the schema refuses ""),
         # so training readers report and skip them like any empty answer in real data.
@@ -64,6 +65,18 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
             annotations=anns, metadata=meta,
         ))
     return out
+
+
+# The Annotation schema has no free-form field, so the configuration of whoever made a label goes
+# into the item's metadata under its name, where simulate.AnnotatorPool.label_item puts it too.
+CONFIG_KEYS = {"simulated": "simulated_annotators", "model_judge": "model_judges", "human": "annotator_configs"}
+
+
+def _add_annotator_configs(meta: dict, judgements: list[Judgement], names: dict[int, str]) -> None:
+    for j in judgements:
+        if j.annotator_config is not None:
+            key = CONFIG_KEYS[j.source]
+            meta[key] = {**meta.get(key, {}), names[j.annotator_id]: j.annotator_config}
 
 
 def response_of(stored: dict) -> Response:
@@ -89,6 +102,7 @@ def _pair_lines(items: list[PreferenceItem], fmt: str) -> Iterator[tuple[dict, d
                     "item_id": item.id, "annotator": ann.annotator_id, "weight": ann.weight,
                     "created_at": ann.created_at.isoformat() if ann.created_at else None,
                     "shown_order": ann.shown_order, "source": item.metadata["feedback"]["source"],
+                    "label_source": ann.source,
                     "project": item.metadata["feedback"]["project"], "chosen_index": c, "rejected_index": r,
                 }
                 if fmt == "trl-pairs":

@@ -118,3 +118,6 @@ class Judgement(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     source: Mapped[str] = mapped_column(String(16), default="human", server_default="human")  # schema.Source
     origin: Mapped[str | None] = mapped_column(String(500), nullable=True)  # file:line if imported
+    # What shaped a non-human label (a simulated annotator's noise and biases, a judge's prompt and
+    # model): sent with the judgement, at most MAX_CONFIG_CHARS of JSON, exported with the item.
+    annotator_config: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -24,6 +24,7 @@ from rlhfkit.schema import Judgement as JudgementSchema
 from rlhfkit.schema import PreferenceItem
 
 MODES = ("ranking", "pairwise")
+MAX_CONFIG_CHARS = 4_000  # an annotator_config as JSON: a description, not a data channel
 _judgement_adapter: TypeAdapter = TypeAdapter(JudgementSchema)
 
 
@@ -463,8 +464,10 @@ def validate_judgement(mode: str, assignment: Assignment, raw: dict) -> dict:
 def submit(
     s: Session, annotator: Annotator, assignment_id: int, judgement_id: str, judgement: dict,
     critique: str | None = None, time_spent_s: float | None = None, now: datetime | None = None,
+    source: str = "human", annotator_config: dict | None = None,
 ) -> tuple[Judgement, bool]:
-    """Record a judgement; returns (row, created). A retry with the same id is a no-op."""
+    """Record a judgement; returns (row, created). A retry with the same id is a no-op.
+    ``source`` and ``annotator_config`` say who made it (a simulated annotator, a model judge)."""
     now = now or utcnow()
     critique = (critique or "").strip() or None  # whitespace only is no critique
     a = own_assignment(s, annotator, assignment_id)  # row-locked on PostgreSQL
@@ -485,6 +488,7 @@ def submit(
         annotator_id=annotator.id, judgement=clean, critique=critique,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
         server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
+        source=source, annotator_config=annotator_config,
     )
     a.status, a.closed_at = "done", now
     s.add(row)
