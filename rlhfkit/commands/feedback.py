@@ -181,6 +181,108 @@ def stats_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_
         _fail(str(e))
 
 
+@app.command("members")
+def members_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    add: list[str] = typer.Option([], "--add", help="annotator to let in (repeat); the first makes the project members-only"),
+    remove: list[str] = typer.Option([], "--remove", help="annotator to take out (repeat)"),
+    db: str = DB_OPT,
+) -> None:
+    """Show or change who may work on a project.  Example: rlhfkit feedback members -p helpful --add alice --add bob"""
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        with _open(db).session() as s:
+            p = repo.project_by_name(s, project)
+            names = projects.set_members(s, p, add, remove)
+            restricted = p.members_only
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    who = ", ".join(names) if names else "nobody"
+    typer.echo(f"{project}: members-only, members: {who}" if restricted else f"{project}: open to every annotator")
+
+
+def _set_archived(project: str, db: str, archived: bool) -> None:
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        with _open(db).session() as s:
+            projects.update_project(s, repo.project_by_name(s, project), archived=archived)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+
+
+@app.command("archive")
+def archive_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
+    """Hide a project from annotators; its data stays and export still works.  Example: rlhfkit feedback archive -p helpful"""
+    _set_archived(project, db, True)
+    typer.echo(f"{project} archived (hidden from annotators; `rlhfkit feedback unarchive` brings it back)")
+
+
+@app.command("unarchive")
+def unarchive_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
+    """Show an archived project to its annotators again.  Example: rlhfkit feedback unarchive -p helpful"""
+    _set_archived(project, db, False)
+    typer.echo(f"{project} is active again")
+
+
+@app.command("delete")
+def delete_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    db: str = DB_OPT,
+    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+) -> None:
+    """Delete a project with all its items and judgements (asks first).  Example: rlhfkit feedback delete -p old"""
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        database = _open(db)
+        with database.read() as s:
+            p = repo.project_by_name(s, project)
+            stats = projects.content_counts(s, p)
+        if not yes:
+            typer.confirm(f"Delete project {project!r} with {stats['items']} items and {stats['judgements']} "
+                          "judgements? This cannot be undone (`rlhfkit feedback archive` only hides it)", abort=True)
+        with database.session() as s:
+            counts = projects.delete_project(s, repo.project_by_name(s, project))
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"deleted {project!r}: {counts['items']} items, {counts['judgements']} judgements")
+
+
+@app.command("guidelines")
+def guidelines_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    text: Optional[Path] = typer.Option(None, "--text", help="guidelines as a text/markdown file"),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="JSON list of {prompt, responses, answer, why}"),
+    db: str = DB_OPT,
+) -> None:
+    """Set a project's guidelines and worked examples, shown before an annotator's first item and under "?".
+    Example: rlhfkit feedback guidelines -p helpful --text guide.md --examples examples.json"""
+    from rlhfkit.feedback import projects, repo
+
+    changes = {}
+    try:
+        if text is not None:
+            changes["instructions"] = text.read_text(encoding="utf-8")
+        if examples is not None:
+            try:
+                changes["examples"] = json.loads(examples.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                _fail(f"{examples}, line {e.lineno}: not valid JSON ({e.msg})")
+    except OSError as e:
+        _fail(str(e))
+    if not changes:
+        _fail("give --text and/or --examples")
+    try:
+        with _open(db).session() as s:
+            p = projects.update_project(s, repo.project_by_name(s, project), **changes)
+            n = len(p.examples or [])
+    except repo.FeedbackError as e:
+        _fail(f"{examples or text}: {e}")
+    typer.echo(f"{project}: guidelines updated ({n} worked examples)")
+
+
 @app.command("admin-token")
 def admin_token_cmd(db: str = DB_OPT, base_url: str = typer.Option("http://127.0.0.1:8000", help="server address")) -> None:
     """Make a new admin token (the old one stops working) and print the admin login link.  Example: rlhfkit feedback admin-token --db feedback.db"""
@@ -196,13 +298,14 @@ def annotators_add(
     name: str = typer.Argument(..., help="display name, unique"),
     db: str = DB_OPT,
     base_url: str = typer.Option("http://127.0.0.1:8000", help="server address used in the link"),
+    role: str = typer.Option("annotator", help="annotator | reviewer (also adjudicates disputed items)"),
 ) -> None:
     """Create an annotator and print their secret login link.  Example: rlhfkit annotators add alice --db feedback.db"""
     from rlhfkit.feedback import repo
 
     try:
         with _open(db).session() as s:
-            _a, token = repo.add_annotator(s, name)
+            _a, token = repo.add_annotator(s, name, role=role)
     except repo.FeedbackError as e:
         _fail(str(e))
     typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
@@ -245,7 +348,7 @@ def annotators_list(db: str = DB_OPT) -> None:
 
     with _open(db).read() as s:
         for a in repo.annotator_summaries(s):
-            typer.echo(f"{a['name']}\t{'active' if a['active'] else 'inactive'}\t{a['judgements']} judgements")
+            typer.echo(f"{a['name']}\t{'active' if a['active'] else 'inactive'}\t{a['judgements']} judgements\t{a['role']}")
 
 
 def serve(

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from rlhfkit.feedback import repo
+from rlhfkit.feedback import projects, repo
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import FORMATS, export_lines
@@ -29,6 +29,7 @@ from rlhfkit.feedback.items_io import parse_records
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
 from rlhfkit.feedback.stats import project_stats
+from rlhfkit.feedback.team_api import add_team_routes
 from rlhfkit.schema import Judgement as JudgementSchema
 from rlhfkit.schema import Source
 
@@ -102,6 +103,7 @@ class ImportBody(_Body):
 
 class AnnotatorBody(_Body):
     name: Text = Field(min_length=1, max_length=100)
+    role: Literal["annotator", "reviewer"] = "annotator"
 
 
 # ---------------------------------------------------------------- app
@@ -109,7 +111,8 @@ class AnnotatorBody(_Body):
 
 def _project_summary(s, p: Project) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "mode": p.mode, "overlap": p.overlap, "gold_rate": p.gold_rate,
-            "daily_cap": p.daily_cap, "order_by": p.order_by, "instructions": p.instructions}
+            "daily_cap": p.daily_cap, "order_by": p.order_by, "instructions": p.instructions,
+            "archived": p.archived, "members_only": p.members_only}
 
 
 def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
@@ -131,13 +134,13 @@ def add_annotator_routes(app: FastAPI) -> None:
     @app.get("/api/me", tags=["annotate"])
     def me(a: AnnotatorDep, request: Request) -> dict:
         with db(request).read() as s:
-            projects = [_project_summary(s, p) for p in repo.list_projects(s)]
-        return {"name": a.name, "projects": projects}
+            visible = [_project_summary(s, p) for p in projects.visible_projects(s, a)]
+        return {"name": a.name, "role": a.role, "projects": visible}
 
     @app.get("/api/projects/{project_id}/next", tags=["annotate"])
     def next_item(project_id: RowId, a: AnnotatorDep, request: Request) -> dict:
         with db(request).session() as s:
-            p = repo.get_project(s, project_id)
+            p = projects.visible_project(s, project_id, a)  # archived / not a member: 404
             got = repo.next_assignment(s, p, a)
             progress = repo.progress(s, p, a)
             if isinstance(got, repo.NoWork):
@@ -237,8 +240,8 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.post("/api/admin/annotators", tags=["admin"], status_code=201)
     def add_annotator(body: AnnotatorBody, _: AdminDep, _s: Strict, request: Request) -> dict:
         with db(request).session() as s:
-            a, token = repo.add_annotator(s, body.name)
-            return {"id": a.id, "name": a.name, "token": token,
+            a, token = repo.add_annotator(s, body.name, role=body.role)
+            return {"id": a.id, "name": a.name, "role": a.role, "token": token,
                     "login_url": str(request.base_url) + f"login?token={token}"}
 
 
@@ -264,5 +267,6 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
 
     add_annotator_routes(app)
     add_admin_routes(app)
+    add_team_routes(app)
     add_page_routes(app)
     return app

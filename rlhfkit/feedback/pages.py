@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from rlhfkit.feedback import repo
+from rlhfkit.feedback import projects, repo
 from rlhfkit.feedback.auth import COOKIE, lookup, resolve
 from rlhfkit.feedback.stats import project_stats
 
@@ -85,10 +85,10 @@ def add_page_routes(app: FastAPI) -> None:
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
-            projects = repo.list_projects(s)
-        if len(projects) == 1:
-            return RedirectResponse(f"/annotate/{projects[0].id}", status_code=303)
-        return render("projects.html", name=ann.name, projects=projects)
+            mine = projects.visible_projects(s, ann)
+        if len(mine) == 1:
+            return RedirectResponse(f"/annotate/{mine[0].id}", status_code=303)
+        return render("projects.html", name=ann.name, projects=mine)
 
     @app.get("/annotate/{project_id}", include_in_schema=False)
     def annotate_page(project_id: int, request: Request):
@@ -97,6 +97,8 @@ def add_page_routes(app: FastAPI) -> None:
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
             p = repo.find_project(s, project_id)
+            if p is not None and not projects.can_see(s, p, ann):
+                p = None  # archived or not a member: the same page as a missing project
         if p is None:
             return _error(404, f"There is no project {project_id}.")
         return render("annotate.html", name=ann.name, project=p)

@@ -90,14 +90,17 @@ def annotator_by_token(s: Session, token: str) -> Annotator | None:
     return a if a is not None and a.active else None
 
 
-def add_annotator(s: Session, name: str) -> tuple[Annotator, str]:
+def add_annotator(s: Session, name: str, role: str = "annotator") -> tuple[Annotator, str]:
+    """A new annotator (role "annotator", or "reviewer": also adjudicates) and their token."""
     name = name.strip()
+    if role not in ("annotator", "reviewer"):
+        raise Invalid(f"role must be annotator or reviewer, not {role!r}")
     if not name or len(name) > 100:
         raise Invalid("annotator name must be 1-100 characters")
     if s.scalar(select(Annotator).where(Annotator.name == name)) is not None:
         raise Conflict(f"an annotator named {name!r} already exists")
     token = "ann_" + new_token()
-    a = Annotator(name=name, token_hash=hash_token(token), active=True, created_at=utcnow())
+    a = Annotator(name=name, token_hash=hash_token(token), active=True, created_at=utcnow(), role=role)
     s.add(a)
     s.flush()
     return a, token
@@ -122,7 +125,7 @@ def annotator_summaries(s: Session) -> list[dict[str, Any]]:
     """Every annotator with their judgement count, oldest first."""
     counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
                             .group_by(Judgement.annotator_id)).all())
-    return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
+    return [{"id": a.id, "name": a.name, "active": a.active, "role": a.role, "judgements": counts.get(a.id, 0)}
             for a in s.scalars(select(Annotator).order_by(Annotator.id))]
 
 

@@ -12,6 +12,8 @@ SAMPLE_BODIES = {
     ("POST", "/api/admin/projects"): {"name": "new"},
     ("POST", "/api/admin/projects/{project_id}/items"): {"items": [make_items(1)[0].model_dump(mode="json")]},
     ("POST", "/api/admin/annotators"): {"name": "dave"},
+    ("PATCH", "/api/admin/projects/{project_id}"): {"archived": True},
+    ("POST", "/api/admin/projects/{project_id}/members"): {"add": ["alice"]},
 }
 UNKNOWN = {"assignment_id": "99999", "project_id": "99999", "judgement_id": "nope"}
 

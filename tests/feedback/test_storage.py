@@ -13,7 +13,7 @@ def test_migrations_match_models(tmp_path):
     db = Database(str(tmp_path / "f.db"))
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0005"
     db.close()
     Database(str(tmp_path / "f.db")).close()  # opening again is a no-op upgrade
 
