@@ -84,7 +84,7 @@ def import_cmd(
     path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs or HH"),
     project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
     db: str = DB_OPT,
-    mode: str = typer.Option("ranking", help="ranking | pairwise (new projects only)"),
+    mode: str = typer.Option("ranking", help="ranking | pairwise | rating (1-7 per response) | binary (thumbs per response); new projects only"),
     overlap: int = typer.Option(3, help="judgements wanted per item from distinct annotators"),
     lease_seconds: int = typer.Option(900, help="how long an item handed out stays reserved"),
     gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),

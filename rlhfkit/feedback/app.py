@@ -26,11 +26,11 @@ from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import FORMATS, export_lines
 from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.items_io import parse_records
+from rlhfkit.feedback.kinds import SubmittedJudgement
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
 from rlhfkit.feedback.stats import project_stats
 from rlhfkit.feedback.team_api import add_team_routes
-from rlhfkit.schema import Judgement as JudgementSchema
 from rlhfkit.schema import Source
 
 log = logging.getLogger("rlhfkit.feedback")
@@ -67,7 +67,7 @@ def _small_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
 
 class SubmitBody(_Body):
     id: str = Field(pattern=ID_PATTERN, description="client-generated id; a retry with it is a no-op")
-    judgement: JudgementSchema
+    judgement: SubmittedJudgement
     critique: Text | None = Field(default=None, max_length=10_000)
     time_spent_s: float | None = Field(default=None, ge=0, le=86_400)
     source: Source = Field(default="human", description="who made the label: human, simulated or model_judge")
@@ -81,7 +81,7 @@ class SkipBody(_Body):
 
 class ProjectBody(_Body):
     name: Text = Field(min_length=1, max_length=200)
-    mode: Literal["ranking", "pairwise"] = "ranking"
+    mode: Literal["ranking", "pairwise", "rating", "binary"] = "ranking"
     overlap: int = Field(default=3, ge=1, le=100)
     lease_seconds: int = Field(default=900, ge=10, le=7 * 86_400)
     gold_rate: float = Field(default=0.0, ge=0, le=1)
@@ -225,7 +225,7 @@ def add_admin_routes(app: FastAPI) -> None:
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
     def export(project_id: RowId, _: AdminDep, request: Request,
-               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh"], Query()] = "rlhfkit",
+               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "trl-unpaired"], Query()] = "rlhfkit",
                include_gold: bool = False) -> PlainTextResponse:
         assert format in FORMATS
         with db(request).read() as s:

@@ -7,6 +7,8 @@ Formats:
   trl-pairs  one {"prompt", "chosen", "rejected"} line per implied pair (TRL's explicit-prompt
              preference format) plus provenance columns: weight, item_id, annotator, created_at,
              shown_order, source (file:line), label_source (human / simulated / model_judge).
+  trl-unpaired  one {"prompt", "completion", "label"} line per thumbs judgement (TRL's unpaired
+             preference format, for KTO) plus the same provenance columns.
   hh         Anthropic HH lines {"chosen", "rejected"} ("\\n\\nHuman: ...\\n\\nAssistant: ...")
              kept to exactly those keys, with provenance in a line-aligned sidecar
              ``<out>.provenance.jsonl``.
@@ -25,12 +27,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rlhfkit.data.atomic import atomic_write
+from rlhfkit.feedback.kinds import expand
 from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
 from rlhfkit.schema import Judgement as JudgementSchema
 
-FORMATS = ("rlhfkit", "trl-pairs", "hh")
+FORMATS = ("rlhfkit", "trl-pairs", "hh", "trl-unpaired")
 _adapter: TypeAdapter = TypeAdapter(JudgementSchema)
 
 
@@ -46,14 +49,16 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
             continue
         anns = [
             Annotation(
-                id=j.id, judgement=_adapter.validate_python(j.judgement), critique=j.critique,
+                # a rating/thumbs submission is one annotation per response: ids <id>.r<index>
+                id=j.id if len(parts) == 1 else f"{j.id}.r{one['response']}",
+                judgement=_adapter.validate_python(one), critique=j.critique,
                 annotator_id=names[j.annotator_id], source=j.source,
                 # measured here for judgements made here; as reported by the other tool for imports
                 time_spent_s=j.server_time_s if j.origin is None else j.time_spent_s,
                 shown_order=j.shown_order, weight=weights.get(names[j.annotator_id], 1.0),
                 created_at=j.created_at,
             )
-            for j in by_item[item.id]
+            for j in by_item[item.id] for parts in [expand(j.judgement)] for one in parts
         ]
         meta = dict(item.item_metadata or {})
         _add_annotator_configs(meta, by_item[item.id], names)
@@ -114,6 +119,22 @@ def _pair_lines(items: list[PreferenceItem], fmt: str) -> Iterator[tuple[dict, d
                            "rejected": _hh_dialogue(item.prompt, item.responses[r].text)}, prov
 
 
+def _prompt_json(item: PreferenceItem):
+    return item.prompt if isinstance(item.prompt, str) else [m.model_dump() for m in item.prompt]
+
+
+def _unpaired_lines(items: list[PreferenceItem]) -> Iterator[dict]:
+    for item in items:
+        for ann in item.annotations:
+            if ann.judgement.kind == "binary":
+                n = ann.judgement.response
+                yield {"prompt": _prompt_json(item), "completion": item.responses[n].text,
+                       "label": ann.judgement.thumbs_up, "item_id": item.id, "response_index": n,
+                       "annotator": ann.annotator_id, "weight": ann.weight, "label_source": ann.source,
+                       "created_at": ann.created_at.isoformat() if ann.created_at else None,
+                       "source": item.metadata["feedback"]["source"], "project": item.metadata["feedback"]["project"]}
+
+
 def _atomic_lines(path: Path, lines: list[str]) -> None:
     with atomic_write(path) as fh:
         fh.writelines(line + "\n" for line in lines)
@@ -126,6 +147,8 @@ def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = Fa
     items = export_items(s, project, include_gold)
     if fmt == "rlhfkit":
         return [it.model_dump_json() for it in items], []
+    if fmt == "trl-unpaired":
+        return [json.dumps(r, ensure_ascii=False) for r in _unpaired_lines(items)], []
     rows = list(_pair_lines(items, fmt))
     lines = [json.dumps(r, ensure_ascii=False) for r, _ in rows]
     side = [json.dumps(p, ensure_ascii=False) for _, p in rows] if fmt == "hh" else []

@@ -19,13 +19,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from rlhfkit.feedback.kinds import PER_RESPONSE_MODES, SubmittedJudgement, check_per_response
 from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project, Setting
-from rlhfkit.schema import Judgement as JudgementSchema
 from rlhfkit.schema import PreferenceItem
 
-MODES = ("ranking", "pairwise")
+MODES = ("ranking", "pairwise", "rating", "binary")
 MAX_CONFIG_CHARS = 4_000  # an annotator_config as JSON: a description, not a data channel
-_judgement_adapter: TypeAdapter = TypeAdapter(JudgementSchema)
+_judgement_adapter: TypeAdapter = TypeAdapter(SubmittedJudgement)
 
 
 class FeedbackError(Exception):
@@ -455,6 +455,13 @@ def validate_judgement(mode: str, assignment: Assignment, raw: dict) -> dict:
                 raise Invalid(f"a ranking must place every response 0..{k - 1} exactly once")
         elif j.kind != "all_bad":
             raise Invalid(f"this project collects rankings, not {j.kind!r} judgements")
+    elif mode in PER_RESPONSE_MODES:
+        if j.kind != "per_response":
+            raise Invalid(f"this project collects a {PER_RESPONSE_MODES[mode]} of every response: send "
+                          "{\"kind\": \"per_response\", \"judgements\": [...]}" + f", not {j.kind!r}")
+        problem = check_per_response(mode, j, k)
+        if problem:
+            raise Invalid(problem)
     else:
         if j.kind != "pairwise":
             raise Invalid(f"this project collects pairwise judgements, not {j.kind!r}")

@@ -1,6 +1,6 @@
 // Team features of the annotation page, apart from annotate.js (which owns judging): the
-// project's guidelines and worked examples (shown once before your first item, and in the "?"
-// panel), and "N done · M remaining" beside the progress. Text goes in with textContent only.
+// project's guidelines and worked examples (shown once before your first item when there are
+// worked examples, and in the "?" panel), and "N done · M remaining" beside the progress. Text goes in with textContent only.
 "use strict";
 (() => {
   const app = document.getElementById("app");
@@ -90,6 +90,7 @@
     if (help) help.appendChild(guidelinesBlock(g));
     let seen = false;
     try { seen = localStorage.getItem(`rlhfkit-guidelines-${pid}`) === "seen"; } catch (_) { /* private mode */ }
-    if (p.done === 0 && !seen) showIntro(g);
+    // Plain instructions are already shown above every item; the dialog is for worked examples.
+    if (p.done === 0 && !seen && g.examples.length) showIntro(g);
   }).catch(() => {});
 })();

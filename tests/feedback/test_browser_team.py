@@ -1,0 +1,105 @@
+"""The team features and the rating/thumbs controls in a real browser: guidelines before the
+first item (keys blocked until closed) and under "?", done/remaining, ratings and thumbs by
+keyboard only, stored as one judgement per response."""
+
+import pytest
+from sqlalchemy import select
+
+from rlhfkit.feedback import projects, repo
+from rlhfkit.feedback.db import Database
+from rlhfkit.feedback.models import Judgement
+from tests.feedback.conftest import make_items
+from tests.feedback.test_browser import ARGS, CHROMIUM, _serve, pytestmark  # noqa: F401  (skip mark)
+
+EXAMPLE = {"prompt": "What is 2+2?", "responses": ["4", "5 <b>no</b>"], "answer": "1 is better", "why": "It is right."}
+
+
+@pytest.fixture
+def served(tmp_path):
+    db = Database(str(tmp_path / "f.db"), synchronous="NORMAL")
+    servers = []
+
+    def start(mode, n_items=2, k=3, guidelines=False):
+        with db.session() as s:
+            p = repo.create_project(s, f"p-{mode}", mode=mode, overlap=1)
+            repo.import_items(s, p, [(it, f"t:{n}") for n, it in enumerate(make_items(n_items, k=k))])
+            if guidelines:
+                projects.update_project(s, p, instructions="Judge correctness first.", examples=[EXAMPLE])
+            _a, token = repo.add_annotator(s, f"ann-{mode}")
+        server, thread, base = _serve(db)
+        servers.append((server, thread))
+        return base, token
+
+    yield db, start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+    db.close()
+
+
+def _judgements(db):
+    with db.read() as s:
+        return [j.judgement for j in s.scalars(select(Judgement).order_by(Judgement.created_at))]
+
+
+def test_rating_by_keyboard_with_guidelines_first(served):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db, start = served
+    base, token = start("rating", guidelines=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(f"{base}/login?token={token}")
+        intro = page.locator("#guidelines-intro")
+        expect(intro).to_be_visible()
+        expect(intro.locator(".example-answer")).to_have_text("Answer: 1 is better")
+        expect(intro.locator(".example-responses li").nth(1)).to_have_text("5 <b>no</b>")  # text, not markup
+        expect(page.locator("#done-remaining")).to_have_text("0 done · 2 remaining")
+        page.keyboard.press("5")  # swallowed by the dialog: nothing is rated behind it
+        expect(page.locator(".scale-option.chosen")).to_have_count(0)
+        page.keyboard.press("Enter")
+        expect(intro).to_have_count(0)
+        for key in ("7", "1", "4"):
+            page.keyboard.press(key)
+        expect(page.locator(".scale-option.chosen")).to_have_count(3)
+        page.keyboard.press("Backspace")  # clears the last one (4) ...
+        expect(page.locator(".scale-option.chosen")).to_have_count(2)
+        page.keyboard.press("3")  # ... and re-rates it
+        page.keyboard.press("Enter")
+        expect(page.locator("#done-remaining")).to_have_text("1 done · 1 remaining")
+        page.keyboard.press("?")  # the help panel holds the guidelines and the example
+        expect(page.locator("#help .guidelines .example-answer")).to_have_text("Answer: 1 is better")
+        page.reload()  # guidelines are not forced on again after the first item
+        expect(page.locator(".response")).to_have_count(3)
+        expect(page.locator("#guidelines-intro")).to_have_count(0)
+        browser.close()
+    [j] = _judgements(db)
+    by_pos = {x["response"]: x["score"] for x in j["judgements"]}
+    assert sorted(by_pos.values()) == [1, 3, 7] and j["kind"] == "per_response"
+
+
+def test_thumbs_by_keyboard_and_buttons(served):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db, start = served
+    base, token = start("binary", n_items=1, k=2)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(f"{base}/login?token={token}")
+        expect(page.locator(".response")).to_have_count(2)
+        expect(page.locator("#allbad")).to_be_hidden()
+        page.keyboard.press("y")
+        expect(page.locator("#submit")).to_be_disabled()
+        page.keyboard.press("-")
+        expect(page.locator(".response .rank-badge").nth(1)).to_have_text("👎 bad")
+        # buttons are real, focusable controls: Tab to the first card's thumbs-down and press Space
+        page.locator(".response").nth(0).locator(".scale-option").nth(1).focus()
+        page.keyboard.press("Space")
+        expect(page.locator(".response .rank-badge").nth(0)).to_have_text("👎 bad")
+        page.keyboard.press("Enter")
+        expect(page.locator(".done")).to_be_visible()
+        browser.close()
+    [j] = _judgements(db)
+    assert [x["thumbs_up"] for x in j["judgements"]] == [False, False]
