@@ -134,9 +134,11 @@ def import_cmd(
 def export_cmd(
     project: str = typer.Option(..., "--project", "-p"),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (written atomically)"),
-    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh"),
+    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh | trl-unpaired (thumbs)"),
     db: str = DB_OPT,
     include_gold: bool = typer.Option(False, help="also export judgements of gold items"),
+    adjudicated: str = typer.Option("prefer", help="prefer: a reviewed item exports its adjudicated label "
+                                    "(originals in metadata); ignore: export the annotators' judgements"),
 ) -> None:
     """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl"""
     from rlhfkit.feedback import repo
@@ -144,9 +146,11 @@ def export_cmd(
 
     if format not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}")
+    if adjudicated not in ("prefer", "ignore"):
+        _fail(f"--adjudicated must be prefer or ignore, not {adjudicated!r}")
     try:
         with _open(db).session() as s:
-            n = export_file(s, repo.project_by_name(s, project), format, out, include_gold)
+            n = export_file(s, repo.project_by_name(s, project), format, out, include_gold, adjudicated)
     except repo.FeedbackError as e:
         _fail(str(e))
     typer.echo(f"wrote {n} lines to {out}")

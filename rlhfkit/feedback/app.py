@@ -29,6 +29,8 @@ from rlhfkit.feedback.items_io import parse_records
 from rlhfkit.feedback.kinds import SubmittedJudgement
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
+from rlhfkit.feedback.review import add_review_routes
+from rlhfkit.feedback.review_pages import add_review_page_routes
 from rlhfkit.feedback.stats import project_stats
 from rlhfkit.feedback.team_api import add_team_routes
 from rlhfkit.schema import Source
@@ -226,10 +228,11 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
     def export(project_id: RowId, _: AdminDep, request: Request,
                format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "trl-unpaired"], Query()] = "rlhfkit",
-               include_gold: bool = False) -> PlainTextResponse:
+               include_gold: bool = False,
+               adjudicated: Annotated[Literal["prefer", "ignore"], Query()] = "prefer") -> PlainTextResponse:
         assert format in FORMATS
         with db(request).read() as s:
-            lines, _side = export_lines(s, repo.get_project(s, project_id), format, include_gold)
+            lines, _side = export_lines(s, repo.get_project(s, project_id), format, include_gold, adjudicated)
         return PlainTextResponse("".join(line + "\n" for line in lines), media_type="application/x-ndjson")
 
     @app.get("/api/admin/annotators", tags=["admin"])
@@ -268,5 +271,7 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
     add_annotator_routes(app)
     add_admin_routes(app)
     add_team_routes(app)
+    add_review_routes(app)
     add_page_routes(app)
+    add_review_page_routes(app)
     return app

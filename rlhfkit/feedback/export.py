@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from rlhfkit.data.atomic import atomic_write
 from rlhfkit.feedback.kinds import expand
-from rlhfkit.feedback.models import Annotator, Item, Judgement, Project
+from rlhfkit.feedback.models import Adjudication, Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
 from rlhfkit.schema import Judgement as JudgementSchema
@@ -37,15 +37,27 @@ FORMATS = ("rlhfkit", "trl-pairs", "hh", "trl-unpaired")
 _adapter: TypeAdapter = TypeAdapter(JudgementSchema)
 
 
-def export_items(s: Session, project: Project, include_gold: bool = False) -> list[PreferenceItem]:
+ADJUDICATED = ("prefer", "ignore")
+
+
+def export_items(s: Session, project: Project, include_gold: bool = False,
+                 adjudicated: str = "prefer") -> list[PreferenceItem]:
+    """Items with their judgements as annotations. With ``adjudicated="prefer"`` an item a
+    reviewer adjudicated carries the adjudicated label as its only annotation (so pairs and
+    training use it) and keeps the annotators' originals in ``metadata.feedback.original_annotations``;
+    ``"ignore"`` exports the originals as if there were no review."""
+    if adjudicated not in ADJUDICATED:
+        raise ValueError(f"adjudicated must be one of {ADJUDICATED}, got {adjudicated!r}")
     weights = reliability_weights(s, project)
     names = dict(s.execute(select(Annotator.id, Annotator.name)).all())
     by_item: dict[int, list[Judgement]] = defaultdict(list)
     for j in s.scalars(select(Judgement).where(Judgement.project_id == project.id).order_by(Judgement.created_at)):
         by_item[j.item_id].append(j)
+    adjudications = {} if adjudicated == "ignore" else {
+        a.item_id: a for a in s.scalars(select(Adjudication).where(Adjudication.project_id == project.id))}
     out = []
     for item in s.scalars(select(Item).where(Item.project_id == project.id).order_by(Item.id)):
-        if item.id not in by_item or (item.is_gold and not include_gold):
+        if (item.id not in by_item and item.id not in adjudications) or (item.is_gold and not include_gold):
             continue
         anns = [
             Annotation(
@@ -63,6 +75,16 @@ def export_items(s: Session, project: Project, include_gold: bool = False) -> li
         meta = dict(item.item_metadata or {})
         _add_annotator_configs(meta, by_item[item.id], names)
         meta["feedback"] = {"project": project.name, "source": item.source, "gold": item.is_gold}
+        adj = adjudications.get(item.id)
+        if adj is not None:
+            meta["feedback"]["adjudicated"] = {"reviewer": names[adj.reviewer_id], "note": adj.note,
+                                               "at": adj.created_at.isoformat()}
+            meta["feedback"]["original_annotations"] = [a.model_dump(mode="json") for a in anns]
+            parts = expand(adj.judgement)
+            anns = [Annotation(id=f"adjudication-{adj.id}" + (f".r{one['response']}" if len(parts) > 1 else ""),
+                               judgement=_adapter.validate_python(one), critique=adj.note,
+                               annotator_id=names[adj.reviewer_id], source="human", weight=1.0,
+                               created_at=adj.created_at) for one in parts]
         # Flagged empty responses are kept as they came (model_construct: the schema refuses ""),
         # so training readers report and skip them like any empty answer in real data.
         out.append(PreferenceItem(
@@ -140,11 +162,12 @@ def _atomic_lines(path: Path, lines: list[str]) -> None:
         fh.writelines(line + "\n" for line in lines)
 
 
-def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = False) -> tuple[list[str], list[str]]:
+def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = False,
+                 adjudicated: str = "prefer") -> tuple[list[str], list[str]]:
     """(lines, sidecar provenance lines) of an export; sidecar is empty except for hh."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    items = export_items(s, project, include_gold)
+    items = export_items(s, project, include_gold, adjudicated)
     if fmt == "rlhfkit":
         return [it.model_dump_json() for it in items], []
     if fmt == "trl-unpaired":
@@ -155,10 +178,11 @@ def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = Fa
     return lines, side
 
 
-def export_file(s: Session, project: Project, fmt: str, out: str | Path, include_gold: bool = False) -> int:
+def export_file(s: Session, project: Project, fmt: str, out: str | Path, include_gold: bool = False,
+                adjudicated: str = "prefer") -> int:
     """Write an export atomically; returns the number of lines written."""
     out = Path(out)
-    lines, side = export_lines(s, project, fmt, include_gold)
+    lines, side = export_lines(s, project, fmt, include_gold, adjudicated)
     _atomic_lines(out, lines)
     if fmt == "hh":
         _atomic_lines(out.with_name(out.name + ".provenance.jsonl"), side)

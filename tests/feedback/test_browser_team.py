@@ -103,3 +103,55 @@ def test_thumbs_by_keyboard_and_buttons(served):
         browser.close()
     [j] = _judgements(db)
     assert [x["thumbs_up"] for x in j["judgements"]] == [False, False]
+
+
+def test_review_page_adopt_and_save_by_keyboard(served):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db, start = served
+    base, _token = start("pairwise", n_items=1, k=2)
+    with db.session() as s:
+        p = repo.project_by_name(s, "p-pairwise")
+        p.overlap = 2
+        tokens = {n: repo.add_annotator(s, n)[1] for n in ("x1", "x2")}
+        _r, reviewer = repo.add_annotator(s, "rita", role="reviewer")
+        pid = p.id
+    from fastapi.testclient import TestClient
+
+    from rlhfkit.feedback.app import create_app
+
+    with TestClient(create_app(db)) as c:
+        for n, (who, tok) in enumerate(tokens.items()):
+            h = {"Authorization": f"Bearer {tok}"}
+            a = c.get(f"/api/projects/{pid}/next", headers=h).json()["assignment"]
+            j = {"kind": "pairwise", "a": a["shown_order"][0], "b": a["shown_order"][1], "choice": "ab"[n]}
+            assert c.post(f"/api/assignments/{a['assignment_id']}/judgement", json={"id": f"j{n}", "judgement": j},
+                          headers=h).status_code == 201
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(f"{base}/login?token={reviewer}")
+        expect(page).to_have_url(f"{base}/review")
+        page.click(f"a[href='/review/{pid}']")
+        expect(page.locator("#review-judgements tr")).to_have_count(3)  # header + two annotators
+        expect(page.locator("#queue li")).to_have_count(1)
+        expect(page.locator("#current-adjudication")).to_have_text("Not adjudicated yet.")
+        labels = sorted(page.locator("#review-judgements td.label").all_text_contents())
+        assert labels == ["1 > 2", "2 > 1"]
+        page.keyboard.press("a")  # focus the label field, type a label of our own, Enter saves
+        page.keyboard.type("1 = 2")
+        page.keyboard.press("Tab")
+        page.keyboard.type("both fine")
+        page.keyboard.press("Enter")
+        expect(page.locator("#review-status")).to_have_text("Adjudication saved.")
+        expect(page.locator("#current-adjudication")).to_have_text("Current: 1 = 2 by rita (both fine)")
+        expect(page.locator("#queue .pill")).to_have_text("adjudicated")
+        page.locator("#review-judgements button").first.click()  # adopt an annotator's label
+        page.locator("#adj-save").click()
+        expect(page.locator("#current-adjudication")).to_contain_text("by rita")
+        browser.close()
+    from rlhfkit.feedback.models import Adjudication
+
+    with db.read() as s:
+        [adj] = s.scalars(select(Adjudication)).all()
+    assert adj.judgement["choice"] in ("a", "b") and adj.note == "both fine"
