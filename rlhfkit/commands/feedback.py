@@ -81,7 +81,8 @@ def _open(db: str, synchronous: str = "FULL"):
 
 @app.command("import")
 def import_cmd(
-    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs or HH"),
+    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs, HH, "
+                                "or a Label Studio / Argilla export (their annotations become judgements)"),
     project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
     db: str = DB_OPT,
     mode: str = typer.Option("ranking", help="ranking | pairwise | rating (1-7 per response) | binary (thumbs per response); new projects only"),
@@ -134,11 +135,15 @@ def import_cmd(
 def export_cmd(
     project: str = typer.Option(..., "--project", "-p"),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (written atomically)"),
-    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh | trl-unpaired (thumbs)"),
+    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh | trl-unpaired (thumbs) | labelstudio | argilla; "
+                                "a .json output is one JSON array"),
     db: str = DB_OPT,
     include_gold: bool = typer.Option(False, help="also export judgements of gold items"),
     adjudicated: str = typer.Option("prefer", help="prefer: a reviewed item exports its adjudicated label "
                                     "(originals in metadata); ignore: export the annotators' judgements"),
+    dataset: bool = typer.Option(False, "--dataset", help="write a Hugging Face datasets folder (save_to_disk) "
+                                 "with a README.md dataset card (annotators, agreement, these settings)"),
+    split: str = typer.Option("train", help="split name of the --dataset folder"),
 ) -> None:
     """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl"""
     from rlhfkit.feedback import repo
@@ -148,6 +153,22 @@ def export_cmd(
         _fail(f"--format must be one of {', '.join(FORMATS)}")
     if adjudicated not in ("prefer", "ignore"):
         _fail(f"--adjudicated must be prefer or ignore, not {adjudicated!r}")
+    if dataset:
+        from rlhfkit.data import DataError
+        from rlhfkit.feedback.hf_export import HF_FORMATS, export_hf_dataset
+
+        if format not in HF_FORMATS:
+            _fail(f"--dataset writes one of {', '.join(HF_FORMATS)}, not {format!r}")
+        try:
+            with _open(db).read() as s:
+                from rlhfkit import __version__
+
+                info = export_hf_dataset(s, repo.project_by_name(s, project), out, format, split, include_gold,
+                                         adjudicated, tool_version=__version__)
+        except (repo.FeedbackError, DataError, ValueError) as e:
+            _fail(str(e))
+        typer.echo(f"wrote {info['rows']} rows ({split} split) and a dataset card to {out}/")
+        return
     try:
         with _open(db).session() as s:
             n = export_file(s, repo.project_by_name(s, project), format, out, include_gold, adjudicated)

@@ -227,7 +227,8 @@ def add_admin_routes(app: FastAPI) -> None:
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
     def export(project_id: RowId, _: AdminDep, request: Request,
-               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "trl-unpaired"], Query()] = "rlhfkit",
+               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "trl-unpaired", "labelstudio", "argilla"],
+                                 Query()] = "rlhfkit",
                include_gold: bool = False,
                adjudicated: Annotated[Literal["prefer", "ignore"], Query()] = "prefer") -> PlainTextResponse:
         assert format in FORMATS

@@ -12,6 +12,10 @@ Formats:
   hh         Anthropic HH lines {"chosen", "rejected"} ("\\n\\nHuman: ...\\n\\nAssistant: ...")
              kept to exactly those keys, with provenance in a line-aligned sidecar
              ``<out>.provenance.jsonl``.
+  labelstudio  Label Studio tasks (the RLHF template: prompt, answer1, answer2, a pairwise
+             control), one per pair of responses; written as a JSON array to a .json file.
+  argilla    Argilla feedback records with a "preference" ranking question.
+  (both via ``rlhfkit.data.formats``, which reads them too)
 Pairs come from ``rlhfkit.schema.judgement_to_pairs`` (ties give no pair).
 """
 
@@ -27,13 +31,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rlhfkit.data.atomic import atomic_write
+from rlhfkit.data.formats import item_to_records
 from rlhfkit.feedback.kinds import expand
 from rlhfkit.feedback.models import Adjudication, Annotator, Item, Judgement, Project
 from rlhfkit.feedback.stats import reliability_weights
 from rlhfkit.schema import Annotation, PreferenceItem, Response, judgement_to_pairs
 from rlhfkit.schema import Judgement as JudgementSchema
 
-FORMATS = ("rlhfkit", "trl-pairs", "hh", "trl-unpaired")
+FORMATS = ("rlhfkit", "trl-pairs", "hh", "trl-unpaired", "labelstudio", "argilla")
 _adapter: TypeAdapter = TypeAdapter(JudgementSchema)
 
 
@@ -172,6 +177,8 @@ def export_lines(s: Session, project: Project, fmt: str, include_gold: bool = Fa
         return [it.model_dump_json() for it in items], []
     if fmt == "trl-unpaired":
         return [json.dumps(r, ensure_ascii=False) for r in _unpaired_lines(items)], []
+    if fmt in ("labelstudio", "argilla"):
+        return [json.dumps(r, ensure_ascii=False) for it in items for r in item_to_records(it, fmt)], []
     rows = list(_pair_lines(items, fmt))
     lines = [json.dumps(r, ensure_ascii=False) for r, _ in rows]
     side = [json.dumps(p, ensure_ascii=False) for _, p in rows] if fmt == "hh" else []
@@ -183,6 +190,10 @@ def export_file(s: Session, project: Project, fmt: str, out: str | Path, include
     """Write an export atomically; returns the number of lines written."""
     out = Path(out)
     lines, side = export_lines(s, project, fmt, include_gold, adjudicated)
+    if out.suffix == ".json":  # one JSON array (what Label Studio's importer and rlhfkit.data read)
+        with atomic_write(out) as fh:
+            fh.write("[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n")
+        return len(lines)
     _atomic_lines(out, lines)
     if fmt == "hh":
         _atomic_lines(out.with_name(out.name + ".provenance.jsonl"), side)
