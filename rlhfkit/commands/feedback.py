@@ -85,7 +85,9 @@ def import_cmd(
                                 "or a Label Studio / Argilla export (their annotations become judgements)"),
     project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
     db: str = DB_OPT,
-    mode: str = typer.Option("ranking", help="ranking | pairwise | rating (1-7 per response) | binary (thumbs per response); new projects only"),
+    mode: str = typer.Option("ranking", help="ranking | pairwise | rating (1-7 per response) | binary (thumbs per "
+                             "response) | arena (anonymous battles; responses name their policy in provenance.model); "
+                             "new projects only"),
     overlap: int = typer.Option(3, help="judgements wanted per item from distinct annotators"),
     lease_seconds: int = typer.Option(900, help="how long an item handed out stays reserved"),
     gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),
@@ -306,6 +308,29 @@ def guidelines_cmd(
     except repo.FeedbackError as e:
         _fail(f"{examples or text}: {e}")
     typer.echo(f"{project}: guidelines updated ({n} worked examples)")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    db: str = DB_OPT,
+    rounds: int = typer.Option(200, help="bootstrap resamples for the 95% intervals"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+) -> None:
+    """Bradley-Terry leaderboard of an arena project.  Example: rlhfkit feedback leaderboard -p arena"""
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.arena_pages import arena_board
+
+    try:
+        with _open(db).read() as s:
+            board = arena_board(s, repo.project_by_name(s, project).id, rounds, seed)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{board['battles']} battles, 95% intervals from {rounds} bootstrap resamples")
+    typer.echo("rank\tmodel\tscore\t95% interval\tbattles\twins\tties\tlosses")
+    for m in board["models"]:
+        typer.echo(f"{m['rank']}\t{m['model']}\t{m['score']:.0f}\t{m['ci_low']:.0f}-{m['ci_high']:.0f}\t"
+                   f"{m['battles']}\t{m['wins']}\t{m['ties']}\t{m['losses']}")
 
 
 @app.command("admin-token")

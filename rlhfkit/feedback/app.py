@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rlhfkit.feedback import projects, repo
+from rlhfkit.feedback.arena_pages import add_arena_routes
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import FORMATS, export_lines
@@ -83,7 +84,7 @@ class SkipBody(_Body):
 
 class ProjectBody(_Body):
     name: Text = Field(min_length=1, max_length=200)
-    mode: Literal["ranking", "pairwise", "rating", "binary"] = "ranking"
+    mode: Literal["ranking", "pairwise", "rating", "binary", "arena"] = "ranking"
     overlap: int = Field(default=3, ge=1, le=100)
     lease_seconds: int = Field(default=900, ge=10, le=7 * 86_400)
     gold_rate: float = Field(default=0.0, ge=0, le=1)
@@ -275,4 +276,5 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
     add_review_routes(app)
     add_page_routes(app)
     add_review_page_routes(app)
+    add_arena_routes(app)
     return app

@@ -19,11 +19,13 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from rlhfkit.feedback.arena import check_arena_items
 from rlhfkit.feedback.kinds import PER_RESPONSE_MODES, SubmittedJudgement, check_per_response
 from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project, Setting
 from rlhfkit.schema import PreferenceItem
 
-MODES = ("ranking", "pairwise", "rating", "binary")
+MODES = ("ranking", "pairwise", "rating", "binary", "arena")  # arena: pairwise between named policies
+PAIRWISE_MODES = ("pairwise", "arena")
 MAX_CONFIG_CHARS = 4_000  # an annotator_config as JSON: a description, not a data channel
 _judgement_adapter: TypeAdapter = TypeAdapter(SubmittedJudgement)
 
@@ -216,6 +218,11 @@ def import_items(
     annotator (created, inactive, if new), with its source, time and shown order, counted in
     statistics and exported like any other. One that cannot be kept raises ``Invalid``.
     """
+    if project.mode == "arena":
+        try:
+            check_arena_items(items)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
     existing = set(s.scalars(select(Item.external_id).where(Item.project_id == project.id)))
     result = ImportResult()
     now = utcnow()
@@ -540,11 +547,12 @@ def assignment_view(s: Session, a: Assignment) -> dict[str, Any]:
     """What the annotator sees: responses in shown order, no other annotator's judgement."""
     project = s.get(Project, a.project_id)
     item = s.get(Item, a.item_id)
-    order = a.shown_order[:2] if project.mode == "pairwise" else a.shown_order
+    order = a.shown_order[:2] if project.mode in PAIRWISE_MODES else a.shown_order
     return {
         "assignment_id": a.id,
         "project_id": project.id,
-        "mode": project.mode,
+        # an arena item is judged as a pairwise one; the policies' names are never sent
+        "mode": "pairwise" if project.mode == "arena" else project.mode,
         "prompt": item.prompt,
         # "empty": an empty response imported flagged; the page shows "(empty response)"
         "responses": [{"index": i, "text": item.responses[i]["text"], "empty": not item.responses[i]["text"].strip()}
