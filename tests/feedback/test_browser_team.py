@@ -55,7 +55,7 @@ def test_rating_by_keyboard_with_guidelines_first(served):
         expect(intro).to_be_visible()
         expect(intro.locator(".example-answer")).to_have_text("Answer: 1 is better")
         expect(intro.locator(".example-responses li").nth(1)).to_have_text("5 <b>no</b>")  # text, not markup
-        expect(page.locator("#done-remaining")).to_have_text("0 done · 2 remaining")
+        expect(page.locator("#done-remaining")).to_have_text("· 2 remaining")
         page.keyboard.press("5")  # swallowed by the dialog: nothing is rated behind it
         expect(page.locator(".scale-option.chosen")).to_have_count(0)
         page.keyboard.press("Enter")
@@ -67,7 +67,8 @@ def test_rating_by_keyboard_with_guidelines_first(served):
         expect(page.locator(".scale-option.chosen")).to_have_count(2)
         page.keyboard.press("3")  # ... and re-rates it
         page.keyboard.press("Enter")
-        expect(page.locator("#done-remaining")).to_have_text("1 done · 1 remaining")
+        expect(page.locator("#done-remaining")).to_have_text("· 1 remaining")
+        expect(page.locator("#progress")).to_contain_text("1 judged")  # the done count
         page.keyboard.press("?")  # the help panel holds the guidelines and the example
         expect(page.locator("#help .guidelines .example-answer")).to_have_text("Answer: 1 is better")
         page.reload()  # guidelines are not forced on again after the first item
@@ -124,7 +125,9 @@ def test_review_page_adopt_and_save_by_keyboard(served):
         for n, (who, tok) in enumerate(tokens.items()):
             h = {"Authorization": f"Bearer {tok}"}
             a = c.get(f"/api/projects/{pid}/next", headers=h).json()["assignment"]
-            j = {"kind": "pairwise", "a": a["shown_order"][0], "b": a["shown_order"][1], "choice": "ab"[n]}
+            # x1 prefers response 0, x2 response 1, whatever order each was shown: a real dispute
+            j = {"kind": "pairwise", "a": a["shown_order"][0], "b": a["shown_order"][1],
+                 "choice": "a" if a["shown_order"][0] == n else "b"}
             assert c.post(f"/api/assignments/{a['assignment_id']}/judgement", json={"id": f"j{n}", "judgement": j},
                           headers=h).status_code == 201
     with sync_api.sync_playwright() as pw:

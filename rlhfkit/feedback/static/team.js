@@ -1,6 +1,7 @@
-// Team features of the annotation page, apart from annotate.js (which owns judging): the
-// project's guidelines and worked examples (shown once before your first item when there are
-// worked examples, and in the "?" panel), and "N done · M remaining" beside the progress. Text goes in with textContent only.
+// Team features of the annotation page, apart from annotate.js (which owns judging and shows
+// "N judged", the done count): the project's guidelines and worked examples (shown once before
+// your first item when there are worked examples, and in the "?" panel), and "M remaining"
+// beside the progress. Text goes in with textContent only.
 "use strict";
 (() => {
   const app = document.getElementById("app");
@@ -78,13 +79,13 @@
   async function refreshCounts() {
     try {
       const p = await get(`/api/projects/${pid}/progress`);
-      counter.textContent = `${p.done} done · ${p.remaining} remaining`;
+      counter.textContent = `· ${p.remaining} remaining`;
     } catch (_) { /* the page's own status line reports connection problems */ }
   }
   if (progress) new MutationObserver(refreshCounts).observe(progress, { childList: true, characterData: true, subtree: true });
 
   Promise.all([get(`/api/projects/${pid}/guidelines`), get(`/api/projects/${pid}/progress`)]).then(([g, p]) => {
-    counter.textContent = `${p.done} done · ${p.remaining} remaining`;
+    counter.textContent = `· ${p.remaining} remaining`;
     if (!g.instructions && !g.examples.length) return;
     const help = document.getElementById("help");
     if (help) help.appendChild(guidelinesBlock(g));
