@@ -152,3 +152,52 @@ def test_hostile_inputs_give_4xx_on_postgres(pg_url):
         assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
     env.client.close()
     db.close()
+
+
+def test_team_review_ratings_and_arena_on_postgres(pg_url):
+    """The team features' SQL (boolean filters, membership EXISTS, deletes, adjudications) on PostgreSQL."""
+    from rlhfkit.schema import PreferenceItem, Provenance, Response
+
+    db = Database(pg_url)
+    env = Env(db)
+    for name in ("tara", "uma"):
+        env.add_annotator(name)
+    with db.session() as s:
+        env.tokens["rex"] = repo.add_annotator(s, "rex", role="reviewer")[1]
+        env.admin = repo.rotate_admin_token(s)  # the module's database already has one (not shown again)
+    pid = env.project(name="team-pg", items=make_items(2, prefix="t"), overlap=2)
+    admin = env.hdr("admin")
+    assert env.client.post(f"/api/admin/projects/{pid}/members", json={"add": ["tara", "rex"]}, headers=admin).status_code == 200
+    assert env.client.get(f"/api/projects/{pid}/next", headers=env.hdr("uma")).status_code == 404
+    env.rank_submit("tara", pid, "t1", [0, 1, 2])
+    env.rank_submit("rex", pid, "r1", [2, 1, 0])
+    progress = env.client.get(f"/api/projects/{pid}/progress", headers=env.hdr("tara")).json()
+    assert progress["done"] == 1 and progress["remaining"] == 1
+    queue = env.client.get(f"/api/review/projects/{pid}/queue", headers=env.hdr("rex")).json()
+    assert len(queue) == 1 and queue[0]["disagreement"] == 1.0
+    r = env.client.post(f"/api/review/items/{queue[0]['item_id']}/adjudication", headers=env.hdr("rex"),
+                        json={"judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}})
+    assert r.status_code == 200
+    names = lambda who: [p["name"] for p in env.client.get("/api/me", headers=env.hdr(who)).json()["projects"]]  # noqa: E731
+    assert "team-pg" in names("tara") and "team-pg" not in names("uma")
+    assert env.client.patch(f"/api/admin/projects/{pid}", json={"archived": True}, headers=admin).status_code == 200
+    assert "team-pg" not in [p["name"] for p in env.client.get("/api/me", headers=env.hdr("tara")).json()["projects"]]
+    rating = env.project(name="rate-pg", items=make_items(1, prefix="rt"), overlap=1, mode="rating")
+    a = env.next("uma", rating)["assignment"]
+    body = {"id": "u1", "judgement": {"kind": "per_response", "judgements": [
+        {"kind": "rating", "response": i, "score": 4 + i} for i in range(3)]}}
+    assert env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body,
+                           headers=env.hdr("uma")).status_code == 201
+    arena = env.project(name="arena-pg", mode="arena", overlap=1, items=[PreferenceItem(
+        id="a1", prompt="q", responses=[Response(text="x", provenance=Provenance(model="m1")),
+                                        Response(text="y", provenance=Provenance(model="m2"))])])
+    a = env.next("uma", arena)["assignment"]
+    j = {"kind": "pairwise", "a": a["responses"][0]["index"], "b": a["responses"][1]["index"], "choice": "tie"}
+    assert env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json={"id": "v1", "judgement": j},
+                           headers=env.hdr("uma")).status_code == 201
+    board = env.client.get(f"/api/admin/projects/{arena}/leaderboard?rounds=5", headers=admin).json()
+    assert board["battles"] == 1 and abs(board["models"][0]["score"] - 1000) < 1e-6
+    r = env.client.delete(f"/api/admin/projects/{pid}?confirm=team-pg", headers=admin)
+    assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 2}
+    env.client.close()
+    db.close()
