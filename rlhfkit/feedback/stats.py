@@ -261,7 +261,8 @@ def project_stats(s: Session, project: Project) -> dict[str, Any]:
     }
     return _nan_to_none({
         "project": {"id": project.id, "name": project.name, "mode": project.mode, "overlap": project.overlap,
-                    "gold_rate": project.gold_rate, "daily_cap": project.daily_cap, "order_by": project.order_by},
+                    "gold_rate": project.gold_rate, "daily_cap": project.daily_cap, "order_by": project.order_by,
+                    "archived": project.archived, "members_only": project.members_only},
         "progress": progress,
         "annotators": _annotator_rows(rows, items, names, units, skips),
         "agreement": _agreement(rows, project, units, names),
