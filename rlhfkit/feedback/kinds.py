@@ -51,8 +51,9 @@ def check_per_response(mode: str, j: PerResponseJudgement, k: int) -> str | None
     if sorted(x.response for x in j.judgements) != list(range(k)):
         return f"judge every response 0..{k - 1} exactly once"
     for x in j.judgements:
-        if x.kind == "rating" and (x.scale_min, x.scale_max) != (LIKERT_MIN, LIKERT_MAX) or (
-                x.kind == "rating" and x.score != int(x.score)):
+        if x.kind != "rating":
+            continue
+        if (x.scale_min, x.scale_max) != (LIKERT_MIN, LIKERT_MAX) or x.score != int(x.score):
             return f"ratings are whole numbers on the {LIKERT_MIN}-{LIKERT_MAX} scale"
     return None
 

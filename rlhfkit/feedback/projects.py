@@ -84,6 +84,8 @@ def check_examples(examples: Any) -> list[dict[str, Any]]:
             if not isinstance(value, str) or len(value) > 5_000 or (field == "answer" and not value.strip()):
                 raise repo.Invalid(f"examples[{n}].{field} must be text of at most 5,000 characters"
                                    + (" (not empty)" if field == "answer" else ""))
+        if any("\x00" in t for t in (prompt, answer, why, *responses)):
+            raise repo.Invalid(f"examples[{n}]: text must not contain NUL characters")
         out.append({"prompt": prompt, "responses": responses, "answer": answer, "why": why})
     return out
 

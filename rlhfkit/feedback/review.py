@@ -21,13 +21,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as FastAPIPath
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback import projects, repo
 from rlhfkit.feedback.auth import AnnotatorDep
-from rlhfkit.feedback.http_guard import strict_body
+from rlhfkit.feedback.http_guard import no_nul, strict_body
 from rlhfkit.feedback.kinds import SubmittedJudgement
 from rlhfkit.feedback.models import Adjudication, Annotator, Assignment, Item, Judgement, Project
 from rlhfkit.feedback.stats import _gold_score, pair_labels
@@ -143,7 +143,7 @@ Strict = Annotated[None, Depends(strict_body)]
 class AdjudicationBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     judgement: SubmittedJudgement
-    note: str | None = Field(default=None, max_length=10_000)
+    note: Annotated[str, AfterValidator(no_nul)] | None = Field(default=None, max_length=10_000)
 
 
 def _reviewable_item(s: Session, item_id: int, reviewer: Annotator) -> Item:

@@ -10,15 +10,15 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as FastAPIPath
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from rlhfkit.feedback import projects, repo
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep
-from rlhfkit.feedback.http_guard import strict_body
+from rlhfkit.feedback.http_guard import no_nul, strict_body
 
 RowId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1)]
 Strict = Annotated[None, Depends(strict_body)]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(no_nul)]
 
 
 class _Body(BaseModel):
@@ -26,7 +26,7 @@ class _Body(BaseModel):
 
 
 class ProjectPatch(_Body):
-    instructions: str | None = Field(default=None, max_length=20_000)
+    instructions: Annotated[str, AfterValidator(no_nul)] | None = Field(default=None, max_length=20_000)
     examples: list[dict[str, Any]] | None = Field(
         default=None, max_length=projects.MAX_EXAMPLES,
         description="worked examples: {prompt, responses: [text, ...], answer, why}")

@@ -170,11 +170,13 @@ def test_team_review_ratings_and_arena_on_postgres(pg_url):
     assert env.client.post(f"/api/admin/projects/{pid}/members", json={"add": ["tara", "rex"]}, headers=admin).status_code == 200
     assert env.client.get(f"/api/projects/{pid}/next", headers=env.hdr("uma")).status_code == 404
     env.rank_submit("tara", pid, "t1", [0, 1, 2])
-    env.rank_submit("rex", pid, "r1", [2, 1, 0])
     progress = env.client.get(f"/api/projects/{pid}/progress", headers=env.hdr("tara")).json()
     assert progress["done"] == 1 and progress["remaining"] == 1
+    env.rank_submit("tara", pid, "t2", [0, 1, 2])
+    env.rank_submit("rex", pid, "r1", [2, 1, 0])  # the reverse order on both items
+    env.rank_submit("rex", pid, "r2", [2, 1, 0])
     queue = env.client.get(f"/api/review/projects/{pid}/queue", headers=env.hdr("rex")).json()
-    assert len(queue) == 1 and queue[0]["disagreement"] == 1.0
+    assert len(queue) == 2 and [q["disagreement"] for q in queue] == [1.0, 1.0]
     r = env.client.post(f"/api/review/items/{queue[0]['item_id']}/adjudication", headers=env.hdr("rex"),
                         json={"judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}})
     assert r.status_code == 200
@@ -197,7 +199,19 @@ def test_team_review_ratings_and_arena_on_postgres(pg_url):
                            headers=env.hdr("uma")).status_code == 201
     board = env.client.get(f"/api/admin/projects/{arena}/leaderboard?rounds=5", headers=admin).json()
     assert board["battles"] == 1 and abs(board["models"][0]["score"] - 1000) < 1e-6
+    hostile = [  # NUL in the new text fields: a 422 on PostgreSQL, never a driver error
+        ("PATCH", f"/api/admin/projects/{pid}", "admin", {"instructions": "a\x00"}),
+        ("PATCH", f"/api/admin/projects/{pid}", "admin", {"examples": [{"prompt": "q\x00", "responses": ["a"], "answer": "1"}]}),
+        ("POST", f"/api/admin/projects/{pid}/members", "admin", {"add": ["x\x00"]}),
+        ("POST", f"/api/review/items/{queue[0]['item_id']}/adjudication", "rex",
+         {"judgement": {"kind": "all_bad"}, "note": "\x00"}),
+        ("POST", f"/api/assignments/{a['assignment_id']}/judgement", "uma",
+         {"id": "v2", "judgement": j, "annotator_config": {"k": "\x00"}}),
+    ]
+    for method, url, who, body in hostile:
+        r = env.client.request(method, url, json=body, headers=admin if who == "admin" else env.hdr(who))
+        assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
     r = env.client.delete(f"/api/admin/projects/{pid}?confirm=team-pg", headers=admin)
-    assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 2}
+    assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 4}
     env.client.close()
     db.close()
