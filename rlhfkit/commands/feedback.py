@@ -310,6 +310,30 @@ def guidelines_cmd(
     typer.echo(f"{project}: guidelines updated ({n} worked examples)")
 
 
+@app.command("arena-merge")
+def arena_merge_cmd(
+    files: list[Path] = typer.Argument(..., help="one generation file per policy or checkpoint (rlhfkit schema)"),
+    out: Path = typer.Option(..., "--out", "-o", help="arena items (JSONL), for `feedback import --mode arena`"),
+) -> None:
+    """Put the answers of several policies to the same prompts side by side, for an arena project.
+    Example: rlhfkit feedback arena-merge runs/step100/gen.jsonl runs/step200/gen.jsonl -o arena.jsonl"""
+    from rlhfkit.data import DataError, read_items
+    from rlhfkit.data.atomic import atomic_write
+    from rlhfkit.feedback.arena import merge_policy_items
+
+    if len(files) < 2:
+        _fail("give at least two generation files (one per policy)")
+    try:
+        items, left_out = merge_policy_items([(f.stem if f.stem != "gen" else f.parent.name, read_items(f))
+                                              for f in files])
+    except (DataError, ValueError) as e:
+        _fail(str(e))
+    with atomic_write(out) as fh:
+        fh.writelines(it.model_dump_json(exclude_none=True) + "\n" for it in items)
+    typer.echo(f"wrote {len(items)} arena items to {out}" + (f"; {left_out} prompts answered by one policy only"
+                                                             " left out" if left_out else ""))
+
+
 @app.command("leaderboard")
 def leaderboard_cmd(
     project: str = typer.Option(..., "--project", "-p"),

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rlhfkit.feedback.models import Item, Judgement, Project
+from rlhfkit.schema import PreferenceItem, Provenance, Response
 
 SCALE, BASE_SCORE = 400.0 / math.log(10.0), 1000.0
 
@@ -41,9 +42,18 @@ class Battles:
     y: np.ndarray  # (N,) 1 A won, 0 B won, 0.5 tie / both bad
 
 
+def policy_name(provenance: dict | None) -> str | None:
+    """A policy's name: ``model``, or ``model@model_version`` when a version (a checkpoint step,
+    a hash) tells checkpoints of one model apart."""
+    if not provenance or not provenance.get("model"):
+        return None
+    version = provenance.get("model_version")
+    return provenance["model"] if version in (None, "") else f"{provenance['model']}@{version}"
+
+
 def battles_of(s: Session, project: Project) -> Battles:
     """The project's judgements as battles between the models that wrote the two responses."""
-    models_of = {i.id: [(r.get("provenance") or {}).get("model") for r in i.responses]
+    models_of = {i.id: [policy_name(r.get("provenance")) for r in i.responses]
                  for i in s.scalars(select(Item).where(Item.project_id == project.id, ~Item.is_gold))}
     rows = []
     for j in s.scalars(select(Judgement).where(Judgement.project_id == project.id, ~Judgement.is_gold)):
@@ -125,11 +135,34 @@ def leaderboard(battles: Battles, rounds: int = 200, seed: int = 0, ridge: float
 
 
 def check_arena_items(items) -> None:
-    """Arena items need every response's provenance.model, one response per model."""
+    """Arena items need every response's provenance.model, one response per policy."""
     for item, where in items:
-        models = [r.provenance.model if r.provenance else None for r in item.responses]
+        models = [policy_name(r.provenance.model_dump() if r.provenance else None) for r in item.responses]
         if None in models:
             raise ValueError(f"{where}: item {item.id!r}: arena responses must name their policy in "
                              f"provenance.model (response {models.index(None)} does not)")
         if len(set(models)) != len(models):
-            raise ValueError(f"{where}: item {item.id!r}: two responses by the same model {models}")
+            raise ValueError(f"{where}: item {item.id!r}: two responses by the same policy {models}")
+
+
+def merge_policy_items(runs: list[tuple[str, list]], min_policies: int = 2) -> tuple[list, int]:
+    """Arena items from one generation file per policy: responses to the same prompt (equal
+    prompt, text or messages) are put side by side, the first response of each file, its
+    provenance kept (a file's label names the policy when a response has no provenance).
+    Prompts answered by fewer than ``min_policies`` files are left out; returns (items, left out).
+    """
+    by_prompt: dict[str, dict[str, Any]] = {}
+    for label, items in runs:
+        for item in items:
+            key = item.model_dump_json(include={"prompt"})
+            slot = by_prompt.setdefault(key, {"prompt": item.prompt, "responses": {}, "id": item.id})
+            r = item.responses[0]
+            prov = r.provenance or Provenance(model=label)
+            name = policy_name(prov.model_dump())
+            if name in slot["responses"]:
+                raise ValueError(f"{label}: two files (or items) answer prompt {item.id!r} as policy {name!r}; "
+                                 "give each checkpoint its own model name or model_version")
+            slot["responses"][name] = Response(text=r.text, provenance=prov)
+    out = [PreferenceItem(id=f"arena-{slot['id']}", prompt=slot["prompt"], responses=list(slot["responses"].values()))
+           for slot in by_prompt.values() if len(slot["responses"]) >= min_policies]
+    return out, len(by_prompt) - len(out)

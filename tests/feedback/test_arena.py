@@ -107,3 +107,33 @@ def test_arena_project_over_the_api(env):
     page = env.client.get(f"/admin/arena/{pid}", headers=env.hdr("admin"))
     assert page.status_code == 200 and "ckpt-300" in page.text
     assert env.client.get(f"/admin/arena/{pid}", headers=env.hdr("alice")).status_code == 403
+
+
+def test_arena_merge_puts_checkpoints_side_by_side(tmp_path):
+    from typer.testing import CliRunner
+
+    from rlhfkit.cli import app
+    from rlhfkit.data import read_items
+    from rlhfkit.feedback.arena import policy_name
+
+    def run(step, prompts):
+        items = [PreferenceItem(id=f"{step}-{n}", prompt=p, responses=[
+            Response(text=f"step {step} on {p}", provenance=Provenance(model="tiny", model_version=str(step))),
+            Response(text="second sample, not used", provenance=Provenance(model="tiny", model_version=str(step)))])
+            for n, p in enumerate(prompts)]
+        folder = tmp_path / f"step{step}"
+        folder.mkdir()
+        (folder / "gen.jsonl").write_text("".join(it.model_dump_json() + "\n" for it in items))
+        return folder / "gen.jsonl"
+
+    a = run(100, ["q1", "q2", "only in 100"])
+    b = run(200, ["q2", "q1"])
+    out = tmp_path / "arena.jsonl"
+    r = CliRunner().invoke(app, ["feedback", "arena-merge", str(a), str(b), "-o", str(out)])
+    assert r.exit_code == 0 and "wrote 2 arena items" in r.output and "1 prompts answered by one policy" in r.output
+    items = {it.prompt: it for it in read_items(out)}
+    assert sorted(items) == ["q1", "q2"]
+    assert [policy_name(x.provenance.model_dump()) for x in items["q2"].responses] == ["tiny@100", "tiny@200"]
+    assert [x.text for x in items["q1"].responses] == ["step 100 on q1", "step 200 on q1"]
+    r = CliRunner().invoke(app, ["feedback", "arena-merge", str(a), str(a), "-o", str(out)])
+    assert r.exit_code == 2 and "tiny@100" in r.output
