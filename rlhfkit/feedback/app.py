@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from rlhfkit.feedback import projects, repo
+from rlhfkit.feedback.admin_pages import add_admin_page_routes
 from rlhfkit.feedback.arena_pages import add_arena_routes
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
@@ -277,4 +278,5 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
     add_page_routes(app)
     add_review_page_routes(app)
     add_arena_routes(app)
+    add_admin_page_routes(app)
     return app

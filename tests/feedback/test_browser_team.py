@@ -158,3 +158,63 @@ def test_review_page_adopt_and_save_by_keyboard(served):
     with db.read() as s:
         [adj] = s.scalars(select(Adjudication)).all()
     assert adj.judgement["choice"] in ("a", "b") and adj.note == "both fine"
+
+
+def test_admin_manages_a_project_and_annotators_in_the_browser(served):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db, start = served
+    base, member_token = start("ranking", n_items=1)
+    with db.session() as s:
+        admin = repo.rotate_admin_token(s)
+        pid = repo.project_by_name(s, "p-ranking").id
+        outsider = repo.add_annotator(s, "outsider")[1]
+    from fastapi.testclient import TestClient
+
+    from rlhfkit.feedback.app import create_app
+
+    with TestClient(create_app(db)) as c:  # the pages' auth paths
+        assert c.get(f"/admin/projects/{pid}").status_code == 401
+        assert c.get("/admin/annotators", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert c.get(f"/admin/projects/{pid}", headers={"Authorization": f"Bearer {outsider}"}).status_code == 403
+        assert c.get("/admin/projects/999", headers={"Authorization": f"Bearer {admin}"}).status_code == 404
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(f"{base}/login?token={admin}")
+        page.click(f"a[href='/admin/projects/{pid}']")
+        page.fill("#member-name", "ann-ranking")
+        page.click("#add-member")
+        expect(page.locator("#manage-status")).to_have_text("ann-ranking added.")
+        expect(page.locator("#members-only")).to_be_checked()
+        page.fill("#instructions", "Prefer <b>correct</b> answers.")
+        page.fill("#examples", '[{"prompt": "2+2?", "responses": ["4", "5"], "answer": "1 > 2"}]')
+        page.click("#save-guidelines")
+        expect(page.locator("#manage-status")).to_have_text("Guidelines saved.")
+        page.fill("#examples", "[{")
+        page.click("#save-guidelines")
+        expect(page.locator("#manage-status")).to_contain_text("not valid JSON")
+        page.check("#archived")
+        expect(page.locator("#manage-status")).to_have_text("Archived: hidden from annotators.")
+        page.goto(f"{base}/admin/annotators")
+        page.fill("#new-name", "rosa")
+        page.select_option("#new-role", "reviewer")
+        page.click("#add-annotator")
+        expect(page.locator("#new-link")).to_contain_text("/login?token=ann_")
+        expect(page.locator("#annotators tbody tr")).to_have_count(3)
+        page.goto(f"{base}/admin/projects/{pid}")
+        page.fill("#confirm-name", "wrong")
+        page.click("#delete-project")
+        expect(page.locator("#manage-status")).to_have_text("Type the project's name exactly to delete it.")
+        with db.read() as s:
+            p = repo.get_project(s, pid)
+            assert (p.archived, p.members_only, p.instructions) == (True, True, "Prefer <b>correct</b> answers.")
+            assert p.examples == [{"prompt": "2+2?", "responses": ["4", "5"], "answer": "1 > 2", "why": ""}]
+            assert projects.members(s, p) == ["ann-ranking"]
+            assert repo.annotator_by_name(s, "rosa").role == "reviewer"
+        page.fill("#confirm-name", "p-ranking")
+        page.click("#delete-project")
+        expect(page).to_have_url(f"{base}/admin")
+        browser.close()
+    with db.read() as s:
+        assert repo.find_project(s, pid) is None
