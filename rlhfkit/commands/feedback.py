@@ -81,10 +81,13 @@ def _open(db: str, synchronous: str = "FULL"):
 
 @app.command("import")
 def import_cmd(
-    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs or HH"),
+    path: Path = typer.Argument(..., help="items: rlhfkit JSONL (e.g. `rlhfkit generate` output), TRL pairs, HH, "
+                                "or a Label Studio / Argilla export (their annotations become judgements)"),
     project: str = typer.Option(..., "--project", "-p", help="project name (created if missing)"),
     db: str = DB_OPT,
-    mode: str = typer.Option("ranking", help="ranking | pairwise (new projects only)"),
+    mode: str = typer.Option("ranking", help="ranking | pairwise | rating (1-7 per response) | binary (thumbs per "
+                             "response) | arena (anonymous battles; responses name their policy in provenance.model); "
+                             "new projects only"),
     overlap: int = typer.Option(3, help="judgements wanted per item from distinct annotators"),
     lease_seconds: int = typer.Option(900, help="how long an item handed out stays reserved"),
     gold_rate: float = typer.Option(0.0, help="share of served items drawn from gold items"),
@@ -134,9 +137,17 @@ def import_cmd(
 def export_cmd(
     project: str = typer.Option(..., "--project", "-p"),
     out: Path = typer.Option(..., "--out", "-o", help="output JSONL (written atomically)"),
-    format: str = typer.Option("rlhfkit", "--format", "-f", help="rlhfkit | trl-pairs | hh | sft (edits) | edit-pairs (edited > original) | ilf (critique triples)"),
+    format: str = typer.Option("rlhfkit", "--format", "-f",
+                               help="rlhfkit | trl-pairs | hh | trl-unpaired (thumbs) | labelstudio | argilla | "
+                                    "sft (edits) | edit-pairs (edited > original) | ilf (critique triples); "
+                                    "a .json output is one JSON array"),
     db: str = DB_OPT,
     include_gold: bool = typer.Option(False, help="also export judgements of gold items"),
+    adjudicated: str = typer.Option("prefer", help="prefer: a reviewed item exports its adjudicated label "
+                                    "(originals in metadata); ignore: export the annotators' judgements"),
+    dataset: bool = typer.Option(False, "--dataset", help="write a Hugging Face datasets folder (save_to_disk) "
+                                 "with a README.md dataset card (annotators, agreement, these settings)"),
+    split: str = typer.Option("train", help="split name of the --dataset folder"),
 ) -> None:
     """Export judgements with provenance.  Example: rlhfkit feedback export -p helpful -f trl-pairs -o pairs.jsonl
 
@@ -147,9 +158,27 @@ def export_cmd(
 
     if format not in FORMATS:
         _fail(f"--format must be one of {', '.join(FORMATS)}")
+    if adjudicated not in ("prefer", "ignore"):
+        _fail(f"--adjudicated must be prefer or ignore, not {adjudicated!r}")
+    if dataset:
+        from rlhfkit.data import DataError
+        from rlhfkit.feedback.hf_export import HF_FORMATS, export_hf_dataset
+
+        if format not in HF_FORMATS:
+            _fail(f"--dataset writes one of {', '.join(HF_FORMATS)}, not {format!r}")
+        try:
+            with _open(db).read() as s:
+                from rlhfkit import __version__
+
+                info = export_hf_dataset(s, repo.project_by_name(s, project), out, format, split, include_gold,
+                                         adjudicated, tool_version=__version__)
+        except (repo.FeedbackError, DataError, ValueError) as e:
+            _fail(str(e))
+        typer.echo(f"wrote {info['rows']} rows ({split} split) and a dataset card to {out}/")
+        return
     try:
         with _open(db).session() as s:
-            n = export_file(s, repo.project_by_name(s, project), format, out, include_gold)
+            n = export_file(s, repo.project_by_name(s, project), format, out, include_gold, adjudicated)
     except repo.FeedbackError as e:
         _fail(str(e))
     typer.echo(f"wrote {n} lines to {out}")
@@ -184,6 +213,155 @@ def stats_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_
         _fail(str(e))
 
 
+@app.command("members")
+def members_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    add: list[str] = typer.Option([], "--add", help="annotator to let in (repeat); the first makes the project members-only"),
+    remove: list[str] = typer.Option([], "--remove", help="annotator to take out (repeat)"),
+    db: str = DB_OPT,
+) -> None:
+    """Show or change who may work on a project.  Example: rlhfkit feedback members -p helpful --add alice --add bob"""
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        with _open(db).session() as s:
+            p = repo.project_by_name(s, project)
+            names = projects.set_members(s, p, add, remove)
+            restricted = p.members_only
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    who = ", ".join(names) if names else "nobody"
+    typer.echo(f"{project}: members-only, members: {who}" if restricted else f"{project}: open to every annotator")
+
+
+def _set_archived(project: str, db: str, archived: bool) -> None:
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        with _open(db).session() as s:
+            projects.update_project(s, repo.project_by_name(s, project), archived=archived)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+
+
+@app.command("archive")
+def archive_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
+    """Hide a project from annotators; its data stays and export still works.  Example: rlhfkit feedback archive -p helpful"""
+    _set_archived(project, db, True)
+    typer.echo(f"{project} archived (hidden from annotators; `rlhfkit feedback unarchive` brings it back)")
+
+
+@app.command("unarchive")
+def unarchive_cmd(project: str = typer.Option(..., "--project", "-p"), db: str = DB_OPT) -> None:
+    """Show an archived project to its annotators again.  Example: rlhfkit feedback unarchive -p helpful"""
+    _set_archived(project, db, False)
+    typer.echo(f"{project} is active again")
+
+
+@app.command("delete")
+def delete_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    db: str = DB_OPT,
+    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+) -> None:
+    """Delete a project with all its items and judgements (asks first).  Example: rlhfkit feedback delete -p old"""
+    from rlhfkit.feedback import projects, repo
+
+    try:
+        database = _open(db)
+        with database.read() as s:
+            p = repo.project_by_name(s, project)
+            stats = projects.content_counts(s, p)
+        if not yes:
+            typer.confirm(f"Delete project {project!r} with {stats['items']} items and {stats['judgements']} "
+                          "judgements? This cannot be undone (`rlhfkit feedback archive` only hides it)", abort=True)
+        with database.session() as s:
+            counts = projects.delete_project(s, repo.project_by_name(s, project))
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"deleted {project!r}: {counts['items']} items, {counts['judgements']} judgements")
+
+
+@app.command("guidelines")
+def guidelines_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    text: Optional[Path] = typer.Option(None, "--text", help="guidelines as a text/markdown file"),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="JSON list of {prompt, responses, answer, why}"),
+    db: str = DB_OPT,
+) -> None:
+    """Set a project's guidelines and worked examples, shown before an annotator's first item and under "?".
+    Example: rlhfkit feedback guidelines -p helpful --text guide.md --examples examples.json"""
+    from rlhfkit.feedback import projects, repo
+
+    changes = {}
+    try:
+        if text is not None:
+            changes["instructions"] = text.read_text(encoding="utf-8")
+        if examples is not None:
+            try:
+                changes["examples"] = json.loads(examples.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                _fail(f"{examples}, line {e.lineno}: not valid JSON ({e.msg})")
+    except OSError as e:
+        _fail(str(e))
+    if not changes:
+        _fail("give --text and/or --examples")
+    try:
+        with _open(db).session() as s:
+            p = projects.update_project(s, repo.project_by_name(s, project), **changes)
+            n = len(p.examples or [])
+    except repo.FeedbackError as e:
+        _fail(f"{examples or text}: {e}")
+    typer.echo(f"{project}: guidelines updated ({n} worked examples)")
+
+
+@app.command("arena-merge")
+def arena_merge_cmd(
+    files: list[Path] = typer.Argument(..., help="one generation file per policy or checkpoint (rlhfkit schema)"),
+    out: Path = typer.Option(..., "--out", "-o", help="arena items (JSONL), for `feedback import --mode arena`"),
+) -> None:
+    """Put the answers of several policies to the same prompts side by side, for an arena project.
+    Example: rlhfkit feedback arena-merge runs/step100/gen.jsonl runs/step200/gen.jsonl -o arena.jsonl"""
+    from rlhfkit.data import DataError, read_items
+    from rlhfkit.data.atomic import atomic_write
+    from rlhfkit.feedback.arena import merge_policy_items
+
+    if len(files) < 2:
+        _fail("give at least two generation files (one per policy)")
+    try:
+        items, left_out = merge_policy_items([(f.stem if f.stem != "gen" else f.parent.name, read_items(f))
+                                              for f in files])
+    except (DataError, ValueError) as e:
+        _fail(str(e))
+    with atomic_write(out) as fh:
+        fh.writelines(it.model_dump_json(exclude_none=True) + "\n" for it in items)
+    typer.echo(f"wrote {len(items)} arena items to {out}" + (f"; {left_out} prompts answered by one policy only"
+                                                             " left out" if left_out else ""))
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    project: str = typer.Option(..., "--project", "-p"),
+    db: str = DB_OPT,
+    rounds: int = typer.Option(200, help="bootstrap resamples for the 95% intervals"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+) -> None:
+    """Bradley-Terry leaderboard of an arena project.  Example: rlhfkit feedback leaderboard -p arena"""
+    from rlhfkit.feedback import repo
+    from rlhfkit.feedback.arena_pages import arena_board
+
+    try:
+        with _open(db).read() as s:
+            board = arena_board(s, repo.project_by_name(s, project).id, rounds, seed)
+    except repo.FeedbackError as e:
+        _fail(str(e))
+    typer.echo(f"{board['battles']} battles, 95% intervals from {rounds} bootstrap resamples")
+    typer.echo("rank\tmodel\tscore\t95% interval\tbattles\twins\tties\tlosses")
+    for m in board["models"]:
+        typer.echo(f"{m['rank']}\t{m['model']}\t{m['score']:.0f}\t{m['ci_low']:.0f}-{m['ci_high']:.0f}\t"
+                   f"{m['battles']}\t{m['wins']}\t{m['ties']}\t{m['losses']}")
+
+
 @app.command("admin-token")
 def admin_token_cmd(db: str = DB_OPT, base_url: str = typer.Option("http://127.0.0.1:8000", help="server address")) -> None:
     """Make a new admin token (the old one stops working) and print the admin login link.  Example: rlhfkit feedback admin-token --db feedback.db"""
@@ -199,13 +377,14 @@ def annotators_add(
     name: str = typer.Argument(..., help="display name, unique"),
     db: str = DB_OPT,
     base_url: str = typer.Option("http://127.0.0.1:8000", help="server address used in the link"),
+    role: str = typer.Option("annotator", help="annotator | reviewer (also adjudicates disputed items)"),
 ) -> None:
     """Create an annotator and print their secret login link.  Example: rlhfkit annotators add alice --db feedback.db"""
     from rlhfkit.feedback import repo
 
     try:
         with _open(db).session() as s:
-            _a, token = repo.add_annotator(s, name)
+            _a, token = repo.add_annotator(s, name, role=role)
     except repo.FeedbackError as e:
         _fail(str(e))
     typer.echo(f"{base_url.rstrip('/')}/login?token={token}")
@@ -248,7 +427,7 @@ def annotators_list(db: str = DB_OPT) -> None:
 
     with _open(db).read() as s:
         for a in repo.annotator_summaries(s):
-            typer.echo(f"{a['name']}\t{'active' if a['active'] else 'inactive'}\t{a['judgements']} judgements")
+            typer.echo(f"{a['name']}\t{'active' if a['active'] else 'inactive'}\t{a['judgements']} judgements\t{a['role']}")
 
 
 def serve(

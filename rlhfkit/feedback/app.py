@@ -9,6 +9,7 @@ Never imports torch: training reads exported files, not this server.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal
 
@@ -19,16 +20,22 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from rlhfkit.feedback import repo
+from rlhfkit.feedback import projects, repo
+from rlhfkit.feedback.admin_pages import add_admin_page_routes
+from rlhfkit.feedback.arena_pages import add_arena_routes
 from rlhfkit.feedback.auth import AdminDep, AnnotatorDep, TokenCache
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import FORMATS, export_lines
 from rlhfkit.feedback.http_guard import BodyLimit, strict_body, validation_error
 from rlhfkit.feedback.items_io import parse_records
+from rlhfkit.feedback.kinds import SubmittedJudgement
 from rlhfkit.feedback.models import Judgement, Project
 from rlhfkit.feedback.pages import add_page_routes
+from rlhfkit.feedback.review import add_review_routes
+from rlhfkit.feedback.review_pages import add_review_page_routes
 from rlhfkit.feedback.stats import project_stats
-from rlhfkit.schema import Judgement as JudgementSchema
+from rlhfkit.feedback.team_api import add_team_routes
+from rlhfkit.schema import Source
 
 log = logging.getLogger("rlhfkit.feedback")
 MAX_BODY_BYTES = 2_000_000
@@ -56,11 +63,20 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _small_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if config is not None and len(json.dumps(config)) > repo.MAX_CONFIG_CHARS:
+        raise ValueError(f"annotator_config is larger than {repo.MAX_CONFIG_CHARS} characters of JSON")
+    return config
+
+
 class SubmitBody(_Body):
     id: str = Field(pattern=ID_PATTERN, description="client-generated id; a retry with it is a no-op")
-    judgement: JudgementSchema
+    judgement: SubmittedJudgement
     critique: Text | None = Field(default=None, max_length=10_000)
     time_spent_s: float | None = Field(default=None, ge=0, le=86_400)
+    source: Source = Field(default="human", description="who made the label: human, simulated or model_judge")
+    annotator_config: Annotated[dict[str, Any] | None, AfterValidator(_small_config)] = Field(
+        default=None, description="what shaped a simulated or model-judge label (JSON, at most 4,000 characters)")
     response_critiques: list[ResponseCritiqueBody] | None = Field(
         default=None, max_length=20, description="critiques of single responses (language feedback)")
     edit: ResponseEditBody | None = Field(default=None, description="a response rewritten into what it should be")
@@ -82,7 +98,7 @@ class SkipBody(_Body):
 
 class ProjectBody(_Body):
     name: Text = Field(min_length=1, max_length=200)
-    mode: Literal["ranking", "pairwise"] = "ranking"
+    mode: Literal["ranking", "pairwise", "rating", "binary", "arena"] = "ranking"
     overlap: int = Field(default=3, ge=1, le=100)
     lease_seconds: int = Field(default=900, ge=10, le=7 * 86_400)
     gold_rate: float = Field(default=0.0, ge=0, le=1)
@@ -104,6 +120,7 @@ class ImportBody(_Body):
 
 class AnnotatorBody(_Body):
     name: Text = Field(min_length=1, max_length=100)
+    role: Literal["annotator", "reviewer"] = "annotator"
 
 
 # ---------------------------------------------------------------- app
@@ -111,7 +128,8 @@ class AnnotatorBody(_Body):
 
 def _project_summary(s, p: Project) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "mode": p.mode, "overlap": p.overlap, "gold_rate": p.gold_rate,
-            "daily_cap": p.daily_cap, "order_by": p.order_by, "instructions": p.instructions}
+            "daily_cap": p.daily_cap, "order_by": p.order_by, "instructions": p.instructions,
+            "archived": p.archived, "members_only": p.members_only}
 
 
 def _judgement_out(j: Judgement, created: bool) -> dict[str, Any]:
@@ -134,13 +152,13 @@ def add_annotator_routes(app: FastAPI) -> None:
     @app.get("/api/me", tags=["annotate"])
     def me(a: AnnotatorDep, request: Request) -> dict:
         with db(request).read() as s:
-            projects = [_project_summary(s, p) for p in repo.list_projects(s)]
-        return {"name": a.name, "projects": projects}
+            visible = [_project_summary(s, p) for p in projects.visible_projects(s, a)]
+        return {"name": a.name, "role": a.role, "projects": visible}
 
     @app.get("/api/projects/{project_id}/next", tags=["annotate"])
     def next_item(project_id: RowId, a: AnnotatorDep, request: Request) -> dict:
         with db(request).session() as s:
-            p = repo.get_project(s, project_id)
+            p = projects.visible_project(s, project_id, a)  # archived / not a member: 404
             got = repo.next_assignment(s, p, a)
             progress = repo.progress(s, p, a)
             if isinstance(got, repo.NoWork):
@@ -155,6 +173,7 @@ def add_annotator_routes(app: FastAPI) -> None:
                 with db(request).session() as s:
                     j, created = repo.submit(
                         s, a, assignment_id, body.id, body.judgement.model_dump(), body.critique, body.time_spent_s,
+                        source=body.source, annotator_config=body.annotator_config,
                         response_critiques=[c.model_dump() for c in body.response_critiques or []],
                         edit=body.edit.model_dump() if body.edit else None)
                     out = _judgement_out(j, created)
@@ -226,11 +245,13 @@ def add_admin_routes(app: FastAPI) -> None:
 
     @app.get("/api/admin/projects/{project_id}/export", tags=["admin"], response_class=PlainTextResponse)
     def export(project_id: RowId, _: AdminDep, request: Request,
-               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "sft", "edit-pairs", "ilf"], Query()] = "rlhfkit",
-               include_gold: bool = False) -> PlainTextResponse:
+               format: Annotated[Literal["rlhfkit", "trl-pairs", "hh", "trl-unpaired", "labelstudio", "argilla",
+                                         "sft", "edit-pairs", "ilf"], Query()] = "rlhfkit",
+               include_gold: bool = False,
+               adjudicated: Annotated[Literal["prefer", "ignore"], Query()] = "prefer") -> PlainTextResponse:
         assert format in FORMATS
         with db(request).read() as s:
-            lines, _side = export_lines(s, repo.get_project(s, project_id), format, include_gold)
+            lines, _side = export_lines(s, repo.get_project(s, project_id), format, include_gold, adjudicated)
         return PlainTextResponse("".join(line + "\n" for line in lines), media_type="application/x-ndjson")
 
     @app.get("/api/admin/annotators", tags=["admin"])
@@ -241,8 +262,8 @@ def add_admin_routes(app: FastAPI) -> None:
     @app.post("/api/admin/annotators", tags=["admin"], status_code=201)
     def add_annotator(body: AnnotatorBody, _: AdminDep, _s: Strict, request: Request) -> dict:
         with db(request).session() as s:
-            a, token = repo.add_annotator(s, body.name)
-            return {"id": a.id, "name": a.name, "token": token,
+            a, token = repo.add_annotator(s, body.name, role=body.role)
+            return {"id": a.id, "name": a.name, "role": a.role, "token": token,
                     "login_url": str(request.base_url) + f"login?token={token}"}
 
 
@@ -268,5 +289,10 @@ def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_c
 
     add_annotator_routes(app)
     add_admin_routes(app)
+    add_team_routes(app)
+    add_review_routes(app)
     add_page_routes(app)
+    add_review_page_routes(app)
+    add_arena_routes(app)
+    add_admin_page_routes(app)
     return app

@@ -67,6 +67,13 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def no_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it on every backend (a 422, not a late 500)."""
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    return text
+
+
 class NonFiniteNumber(ValueError):
     pass
 

@@ -39,6 +39,20 @@ class Project(Base):
     order_by: Mapped[str] = mapped_column(String(16), default="random")  # random | disagreement
     instructions: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Team settings (migration 0004): archived projects are hidden from annotators (export still
+    # works); a members-only project is shown to its members alone; worked examples are shown
+    # with the guidelines before an annotator's first item and under the "?" key.
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    members_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    examples: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class ProjectMember(Base):
+    """An annotator allowed into a members-only project."""
+
+    __tablename__ = "project_members"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), primary_key=True)
 
 
 class Item(Base):
@@ -67,6 +81,7 @@ class Annotator(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    role: Mapped[str] = mapped_column(String(16), default="annotator", server_default="annotator")  # | reviewer
 
 
 class Assignment(Base):
@@ -118,6 +133,24 @@ class Judgement(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     source: Mapped[str] = mapped_column(String(16), default="human", server_default="human")  # schema.Source
     origin: Mapped[str | None] = mapped_column(String(500), nullable=True)  # file:line if imported
+    # What shaped a non-human label (a simulated annotator's noise and biases, a judge's prompt and
+    # model): sent with the judgement, at most MAX_CONFIG_CHARS of JSON, exported with the item.
+    annotator_config: Mapped[Any] = mapped_column(JSON, nullable=True)
     # language feedback (schema.ResponseCritique list / ResponseEdit), original indices; null if none
+    # (migration 0006)
     response_critiques: Mapped[Any] = mapped_column(JSON, nullable=True)
     edit: Mapped[Any] = mapped_column(JSON, nullable=True)
+
+
+class Adjudication(Base):
+    """A reviewer's final label for an item (migration 0005). The export prefers it to the
+    annotators' judgements, which are kept unchanged; one per item, replaced on re-review."""
+
+    __tablename__ = "adjudications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), unique=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    judgement: Mapped[Any] = mapped_column(JSON)  # a schema judgement dict, original indices
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from rlhfkit.feedback import repo
+from rlhfkit.feedback import projects, repo
 from rlhfkit.feedback.auth import COOKIE, lookup, resolve
 from rlhfkit.feedback.stats import project_stats
 
@@ -45,16 +45,20 @@ def _error(status: int, message: str) -> HTMLResponse:
                                                       404: "Not found"}.get(status, "Error"), message=message)
 
 
+def _start_page(annotator) -> str:
+    return "/review" if annotator.role == "reviewer" else "/annotate"  # the review page links to /annotate
+
+
 def add_page_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/", include_in_schema=False)
     def home(request: Request):
-        role, _ = _who(request)
+        role, ann = _who(request)
         if role == "admin":
             return RedirectResponse("/admin", status_code=303)
         if role == "annotator":
-            return RedirectResponse("/annotate", status_code=303)
+            return RedirectResponse(_start_page(ann), status_code=303)
         return _error(401, "Open the login link your project admin gave you.")
 
     @app.get("/login", include_in_schema=False)
@@ -62,7 +66,7 @@ def add_page_routes(app: FastAPI) -> None:
         p = resolve(request, token)
         if p is None:
             return _error(401, "This login link is not valid (any more). Ask your project admin for a new one.")
-        resp = RedirectResponse("/admin" if p.admin else "/annotate", status_code=303)
+        resp = RedirectResponse("/admin" if p.admin else _start_page(p.annotator), status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="lax", max_age=30 * 86400)
         return resp
 
@@ -85,10 +89,10 @@ def add_page_routes(app: FastAPI) -> None:
         if role != "annotator":
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
-            projects = repo.list_projects(s)
-        if len(projects) == 1:
-            return RedirectResponse(f"/annotate/{projects[0].id}", status_code=303)
-        return render("projects.html", name=ann.name, projects=projects)
+            mine = projects.visible_projects(s, ann)
+        if len(mine) == 1:
+            return RedirectResponse(f"/annotate/{mine[0].id}", status_code=303)
+        return render("projects.html", name=ann.name, projects=mine, reviewer=ann.role == "reviewer")
 
     @app.get("/annotate/{project_id}", include_in_schema=False)
     def annotate_page(project_id: int, request: Request):
@@ -97,6 +101,8 @@ def add_page_routes(app: FastAPI) -> None:
             return _error(403 if role else 401, "This page is for annotators; use your login link.")
         with request.app.state.db.read() as s:
             p = repo.find_project(s, project_id)
+            if p is not None and not projects.can_see(s, p, ann):
+                p = None  # archived or not a member: the same page as a missing project
         if p is None:
             return _error(404, f"There is no project {project_id}.")
         return render("annotate.html", name=ann.name, project=p)

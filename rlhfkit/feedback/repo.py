@@ -19,12 +19,15 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import and_, bindparam, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from rlhfkit.feedback.arena import check_arena_items
+from rlhfkit.feedback.kinds import PER_RESPONSE_MODES, SubmittedJudgement, check_per_response
 from rlhfkit.feedback.models import Annotator, Assignment, Item, Judgement, Project, Setting
-from rlhfkit.schema import Judgement as JudgementSchema
 from rlhfkit.schema import PreferenceItem
 
-MODES = ("ranking", "pairwise")
-_judgement_adapter: TypeAdapter = TypeAdapter(JudgementSchema)
+MODES = ("ranking", "pairwise", "rating", "binary", "arena")  # arena: pairwise between named policies
+PAIRWISE_MODES = ("pairwise", "arena")
+MAX_CONFIG_CHARS = 4_000  # an annotator_config as JSON: a description, not a data channel
+_judgement_adapter: TypeAdapter = TypeAdapter(SubmittedJudgement)
 
 
 class FeedbackError(Exception):
@@ -89,14 +92,17 @@ def annotator_by_token(s: Session, token: str) -> Annotator | None:
     return a if a is not None and a.active else None
 
 
-def add_annotator(s: Session, name: str) -> tuple[Annotator, str]:
+def add_annotator(s: Session, name: str, role: str = "annotator") -> tuple[Annotator, str]:
+    """A new annotator (role "annotator", or "reviewer": also adjudicates) and their token."""
     name = name.strip()
+    if role not in ("annotator", "reviewer"):
+        raise Invalid(f"role must be annotator or reviewer, not {role!r}")
     if not name or len(name) > 100:
         raise Invalid("annotator name must be 1-100 characters")
     if s.scalar(select(Annotator).where(Annotator.name == name)) is not None:
         raise Conflict(f"an annotator named {name!r} already exists")
     token = "ann_" + new_token()
-    a = Annotator(name=name, token_hash=hash_token(token), active=True, created_at=utcnow())
+    a = Annotator(name=name, token_hash=hash_token(token), active=True, created_at=utcnow(), role=role)
     s.add(a)
     s.flush()
     return a, token
@@ -121,7 +127,7 @@ def annotator_summaries(s: Session) -> list[dict[str, Any]]:
     """Every annotator with their judgement count, oldest first."""
     counts = dict(s.execute(select(Judgement.annotator_id, func.count(Judgement.id))
                             .group_by(Judgement.annotator_id)).all())
-    return [{"id": a.id, "name": a.name, "active": a.active, "judgements": counts.get(a.id, 0)}
+    return [{"id": a.id, "name": a.name, "active": a.active, "role": a.role, "judgements": counts.get(a.id, 0)}
             for a in s.scalars(select(Annotator).order_by(Annotator.id))]
 
 
@@ -212,6 +218,11 @@ def import_items(
     annotator (created, inactive, if new), with its source, time and shown order, counted in
     statistics and exported like any other. One that cannot be kept raises ``Invalid``.
     """
+    if project.mode == "arena":
+        try:
+            check_arena_items(items)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
     existing = set(s.scalars(select(Item.external_id).where(Item.project_id == project.id)))
     result = ImportResult()
     now = utcnow()
@@ -455,6 +466,13 @@ def validate_judgement(mode: str, assignment: Assignment, raw: dict) -> dict:
                 raise Invalid(f"a ranking must place every response 0..{k - 1} exactly once")
         elif j.kind != "all_bad":
             raise Invalid(f"this project collects rankings, not {j.kind!r} judgements")
+    elif mode in PER_RESPONSE_MODES:
+        if j.kind != "per_response":
+            raise Invalid(f"this project collects a {PER_RESPONSE_MODES[mode]} of every response: send "
+                          "{\"kind\": \"per_response\", \"judgements\": [...]}" + f", not {j.kind!r}")
+        problem = check_per_response(mode, j, k)
+        if problem:
+            raise Invalid(problem)
     else:
         if j.kind != "pairwise":
             raise Invalid(f"this project collects pairwise judgements, not {j.kind!r}")
@@ -469,10 +487,10 @@ def validate_language_feedback(
 ) -> tuple[list[dict] | None, dict | None]:
     """Response critiques and an edit, checked against the item: (critiques or None, edit or None).
 
-    Indices are original response indices and must be ones the annotator was shown (pairwise:
-    A and B). Whitespace-only critiques are no critique; one critique per response; an edit
+    Indices are original response indices and must be ones the annotator was shown (pairwise
+    and arena: A and B). Whitespace-only critiques are no critique; one critique per response; an edit
     identical to the response it rewrites is refused (it says nothing)."""
-    shown = assignment.shown_order[:2] if mode == "pairwise" else assignment.shown_order
+    shown = assignment.shown_order[:2] if mode in PAIRWISE_MODES else assignment.shown_order
     kept: list[dict] = []
     for n, c in enumerate(critiques or []):
         if c["response"] not in shown:
@@ -495,9 +513,11 @@ def validate_language_feedback(
 def submit(
     s: Session, annotator: Annotator, assignment_id: int, judgement_id: str, judgement: dict,
     critique: str | None = None, time_spent_s: float | None = None, now: datetime | None = None,
+    source: str = "human", annotator_config: dict | None = None,
     response_critiques: list[dict] | None = None, edit: dict | None = None,
 ) -> tuple[Judgement, bool]:
     """Record a judgement; returns (row, created). A retry with the same id is a no-op.
+    ``source`` and ``annotator_config`` say who made it (a simulated annotator, a model judge);
     ``response_critiques`` and ``edit`` are language feedback (``validate_language_feedback``)."""
     now = now or utcnow()
     critique = (critique or "").strip() or None  # whitespace only is no critique
@@ -523,7 +543,7 @@ def submit(
         annotator_id=annotator.id, judgement=clean, critique=critique,
         shown_order=a.shown_order, time_spent_s=time_spent_s,
         server_time_s=max(0.0, (now - a.issued_at).total_seconds()), is_gold=is_gold, created_at=now,
-        response_critiques=critiques, edit=edit,
+        source=source, annotator_config=annotator_config, response_critiques=critiques, edit=edit,
     )
     a.status, a.closed_at = "done", now
     s.add(row)
@@ -565,11 +585,12 @@ def assignment_view(s: Session, a: Assignment) -> dict[str, Any]:
     """What the annotator sees: responses in shown order, no other annotator's judgement."""
     project = s.get(Project, a.project_id)
     item = s.get(Item, a.item_id)
-    order = a.shown_order[:2] if project.mode == "pairwise" else a.shown_order
+    order = a.shown_order[:2] if project.mode in PAIRWISE_MODES else a.shown_order
     return {
         "assignment_id": a.id,
         "project_id": project.id,
-        "mode": project.mode,
+        # an arena item is judged as a pairwise one; the policies' names are never sent
+        "mode": "pairwise" if project.mode == "arena" else project.mode,
         "prompt": item.prompt,
         # "empty": an empty response imported flagged; the page shows "(empty response)"
         "responses": [{"index": i, "text": item.responses[i]["text"], "empty": not item.responses[i]["text"].strip()}

@@ -353,8 +353,10 @@ def label_over_http(base_url: str, project_id: int, pool: AnnotatorPool, tokens:
 
     ``tokens`` maps each pool annotator's name to its token or login link. Each step draws an
     annotator that still has work, fetches ``/api/projects/{id}/next`` with its token and posts a
-    judgement of the responses in the order the server showed them. Returns judgements per
-    annotator. ``client`` may be any httpx.Client (e.g. FastAPI's TestClient); else one is made.
+    judgement of the responses in the order the server showed them, marked ``source="simulated"``
+    with the annotator's ``config()``, which the export keeps, plus its critiques and edit (see
+    ``language_feedback``). Returns judgements per annotator. ``client`` may be any httpx.Client
+    (e.g. FastAPI's TestClient); else one is made.
     """
     import httpx
 
@@ -381,7 +383,8 @@ def label_over_http(base_url: str, project_id: int, pool: AnnotatorPool, tokens:
             texts_by_index = {resp["index"]: resp["text"] for resp in a["responses"]}
             texts = [texts_by_index.get(i, "") for i in range(len(shown))]
             j = pool.judge(pool.by_name[name], prompt_as_text(a["prompt"]), texts, shown, a["mode"])
-            body = {"id": pool._new_id(), "judgement": j.model_dump()}
+            body = {"id": pool._new_id(), "judgement": j.model_dump(), "source": "simulated",
+                    "annotator_config": pool.by_name[name].config()}
             critiques, edit = language_feedback(pool.by_name[name], prompt_as_text(a["prompt"]), texts, shown, j)
             if critiques:
                 body["response_critiques"] = [c.model_dump() for c in critiques]

@@ -190,7 +190,35 @@ def _agreement(rows, project: Project, units, names) -> dict[str, Any]:
     out["cohen_kappa_mean"] = float(np.mean(defined)) if defined else None
     if project.mode == "ranking":
         out["kendall_tau_b"], out["kendall_tau_b_pairs"] = _kendall(rows, names)
+    if project.mode in ("rating", "binary"):
+        out.update(_per_response_agreement(rows, project.mode))
     return out
+
+
+def _per_response_agreement(rows, mode: str) -> dict[str, Any]:
+    """Ratings and thumbs: a unit is (item, response); Krippendorff's alpha over the values
+    (interval and ordinal on the 1-7 scale, nominal on thumbs) and, for thumbs, raw agreement."""
+    units: dict[tuple[int, int], dict[int, float]] = defaultdict(dict)
+    for j in rows:
+        if not j.is_gold and j.judgement["kind"] == "per_response":
+            for x in j.judgement["judgements"]:
+                units[(j.item_id, x["response"])][j.annotator_id] = (
+                    float(x["score"]) if x["kind"] == "rating" else float(x["thumbs_up"]))
+    keys = [k for k, v in units.items() if len(v) >= 2]
+    ann_ids = sorted({a for k in keys for a in units[k]})
+    row = {a: n for n, a in enumerate(ann_ids)}
+    data = np.full((len(ann_ids), len(keys)), np.nan)  # (annotators, units)
+    for u, k in enumerate(keys):
+        for a, v in units[k].items():
+            data[row[a], u] = v
+    alpha = (lambda metric: agreement.krippendorff_alpha(data, metric) if keys else None)
+    if mode == "rating":
+        return {"response_units": len(keys), "krippendorff_alpha_interval_ratings": alpha("interval"),
+                "krippendorff_alpha_ordinal_ratings": alpha("ordinal")}
+    counts = np.array([[sum(v == 1.0 for v in units[k].values()), sum(v == 0.0 for v in units[k].values())]
+                       for k in keys]).reshape(-1, 2)
+    return {"response_units": len(keys), "krippendorff_alpha_nominal_thumbs": alpha("nominal"),
+            "raw_agreement_thumbs": agreement.raw_agreement(counts) if keys else None}
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -233,7 +261,8 @@ def project_stats(s: Session, project: Project) -> dict[str, Any]:
     }
     return _nan_to_none({
         "project": {"id": project.id, "name": project.name, "mode": project.mode, "overlap": project.overlap,
-                    "gold_rate": project.gold_rate, "daily_cap": project.daily_cap, "order_by": project.order_by},
+                    "gold_rate": project.gold_rate, "daily_cap": project.daily_cap, "order_by": project.order_by,
+                    "archived": project.archived, "members_only": project.members_only},
         "progress": progress,
         "annotators": _annotator_rows(rows, items, names, units, skips),
         "agreement": _agreement(rows, project, units, names),

@@ -12,8 +12,11 @@ SAMPLE_BODIES = {
     ("POST", "/api/admin/projects"): {"name": "new"},
     ("POST", "/api/admin/projects/{project_id}/items"): {"items": [make_items(1)[0].model_dump(mode="json")]},
     ("POST", "/api/admin/annotators"): {"name": "dave"},
+    ("PATCH", "/api/admin/projects/{project_id}"): {"archived": True},
+    ("POST", "/api/admin/projects/{project_id}/members"): {"add": ["alice"]},
+    ("POST", "/api/review/items/{item_id}/adjudication"): {"judgement": RANK3},
 }
-UNKNOWN = {"assignment_id": "99999", "project_id": "99999", "judgement_id": "nope"}
+UNKNOWN = {"assignment_id": "99999", "project_id": "99999", "judgement_id": "nope", "item_id": "99999"}
 
 
 def api_routes(app):
@@ -47,10 +50,14 @@ def test_roles_are_enforced(env):
 
 
 def test_unknown_ids_are_404(env):
+    from rlhfkit.feedback import repo
+
+    with env.db.session() as s:
+        env.tokens["rita"] = repo.add_annotator(s, "rita", role="reviewer")[1]
     for method, path in api_routes(env.app):
         if "{" not in path:
             continue
-        who = "admin" if path.startswith("/api/admin/") else "alice"
+        who = "admin" if path.startswith("/api/admin/") else "rita" if path.startswith("/api/review/") else "alice"
         assert call(env, method, path, who).status_code == 404, (method, path)
 
 

@@ -127,3 +127,55 @@ def test_pairwise_critique_of_a_and_edit_of_the_choice(tmp_path):
         assert j.edit is None
     finally:
         _stop(db, server, thread)
+
+
+def test_rating_mode_critique_of_the_selected_and_edit_of_the_highest_rated(tmp_path):
+    """In a rating project k still moves the selection and digits rate (scales.js); K critiques
+    the selected response and e edits the highest-rated one."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    db, server, thread, base, token = _served(tmp_path, "rating")
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/login?token={token}")
+            cards = page.locator(".response")
+            expect(cards).to_have_count(3)
+            original = [TEXTS.index(cards.nth(i).locator(".response-text").inner_text().strip()) for i in range(3)]
+
+            page.keyboard.press("j")
+            page.keyboard.press("j")
+            page.keyboard.press("k")  # back to the second card: k is the selection's, not a critique
+            expect(cards.nth(1)).to_have_class(re.compile(r"\bselected\b"))
+            assert page.locator(".response-critique:visible").count() == 0
+            page.keyboard.press("e")  # nothing rated yet
+            expect(page.locator("#status")).to_have_text(re.compile("Rate first"))
+            page.keyboard.press("Shift+K")
+            area = cards.nth(1).locator(".response-critique")
+            expect(area).to_be_focused()
+            page.keyboard.type("Wrong: 7 words, k j.")  # digits and k/j typed here are text
+            page.keyboard.press("Escape")
+            expect(page.locator(".scale-option.chosen")).to_have_count(0)
+
+            for key in ("2", "6", "4"):  # selection at 2nd card: rates 2nd, 3rd, then the 1st
+                page.keyboard.press(key)
+            expect(page.locator(".scale-option.chosen")).to_have_count(3)
+            page.keyboard.press("e")
+            edit = page.locator("#edit-text")
+            expect(edit).to_be_focused()
+            assert edit.input_value() == TEXTS[original[2]]  # rated 6, the highest
+            page.keyboard.press("ControlOrMeta+a")
+            page.keyboard.type("Paris.")
+            page.keyboard.press("Escape")
+            page.keyboard.press("Enter")
+            expect(page.locator("#progress")).to_have_text(re.compile(r"^1 judged"))
+            browser.close()
+        with db.read() as s:
+            j = s.scalar(select(Judgement))
+        assert {x["response"]: x["score"] for x in j.judgement["judgements"]} == {
+            original[0]: 4, original[1]: 2, original[2]: 6}
+        assert j.response_critiques == [{"response": original[1], "text": "Wrong: 7 words, k j."}]
+        assert j.edit == {"response": original[2], "text": "Paris."}
+    finally:
+        _stop(db, server, thread)

@@ -8,15 +8,18 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from rlhfkit.cli import app
 from rlhfkit.data.language_feedback import read_ilf_triples
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.export import export_lines
+from rlhfkit.feedback.models import Item
 from rlhfkit.feedback.simulate import (AnnotatorPool, final_number_rule, label_over_http, length_rule,
                                        rule_annotator)
-from rlhfkit.schema import Annotation, PreferenceItem, RankingJudgement, Response, ResponseCritique, ResponseEdit
+from rlhfkit.schema import (Annotation, PreferenceItem, Provenance, RankingJudgement, Response, ResponseCritique,
+                            ResponseEdit)
 from tests.feedback.conftest import make_items
 
 
@@ -178,3 +181,59 @@ def test_simulated_critiques_over_http_reach_the_ilf_export(env):
     assert [(t["item_id"], t["response"], t["critique"]) for t in triples] == [
         (f"s{i}", texts[1], "Too long: answer in one sentence.") for i in range(3)]
     assert {t["annotator"] for t in triples} == {"alice"}
+    # label provenance rides along: source "simulated" and the annotator's configuration
+    assert {t["source"] for t in triples} == {"simulated"}
+    with env.db.read() as s:
+        lines, _ = export_lines(s, repo.get_project(s, pid), "rlhfkit")
+    first = PreferenceItem.model_validate_json(lines[0])
+    assert first.metadata["simulated_annotators"]["alice"]["critiques"] is True
+
+
+def test_rating_submission_carries_feedback_once_and_review_keeps_it(env):
+    """Rating/thumbs projects (one annotation per response) take critiques and an edit too; the
+    export puts them on the first part only, so each is exported once; an adjudication of the
+    item replaces its preference label but not the annotators' critiques and edits."""
+    pid = env.project("rate", items=make_items(1), overlap=1, mode="rating")
+    a = env.next("alice", pid)["assignment"]
+    body = {"id": "r1", "judgement": {"kind": "per_response", "judgements": [
+        {"kind": "rating", "response": i, "score": s, "scale_min": 1, "scale_max": 7} for i, s in [(0, 6), (1, 2), (2, 4)]]},
+        "response_critiques": [{"response": 1, "text": "wrong"}, {"response": 2, "text": "too long"}],
+        "edit": {"response": 0, "text": "answer 0."}}
+    r = env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body, headers=env.hdr("alice"))
+    assert r.status_code == 201, r.text
+    item = PreferenceItem.model_validate_json(_export_raw(env, pid))
+    assert [ann.id.rsplit(".", 1)[1] for ann in item.annotations] == ["r0", "r1", "r2"]  # one per response
+    assert [len(ann.response_critiques or []) for ann in item.annotations] == [2, 0, 0]
+    assert [ann.edit is not None for ann in item.annotations] == [True, False, False]
+    assert [(t["response_index"], t["critique"]) for t in _export(env, pid, "ilf")] == [(1, "wrong"), (2, "too long")]
+    assert [e["completion"] for e in _export(env, pid, "sft")] == ["answer 0."]
+
+    with env.db.session() as s:
+        _r, token = repo.add_annotator(s, "rita", role="reviewer")
+    env.tokens["rita"] = token
+    with env.db.read() as s:
+        item_id = s.scalar(select(Item.id).where(Item.project_id == pid))
+    adj = {"kind": "per_response", "judgements": [
+        {"kind": "rating", "response": i, "score": 5, "scale_min": 1, "scale_max": 7} for i in range(3)]}
+    r = env.client.post(f"/api/review/items/{item_id}/adjudication", headers=env.hdr("rita"), json={"judgement": adj})
+    assert r.status_code == 200, r.text
+    item = PreferenceItem.model_validate_json(_export_raw(env, pid))
+    assert {ann.annotator_id for ann in item.annotations} == {"rita"}  # the label is the reviewer's
+    assert [(t["response_index"], t["annotator"]) for t in _export(env, pid, "ilf")] == [(1, "alice"), (2, "alice")]
+    assert [e["completion"] for e in _export(env, pid, "sft")] == ["answer 0."]
+
+
+def test_arena_feedback_is_limited_to_the_two_responses_shown(env):
+    """An arena battle shows two of the item's responses, as pairwise does: a critique of the third is refused."""
+    items = [PreferenceItem(id="q0", prompt="question?", responses=[
+        Response(text=f"{m} says hi", provenance=Provenance(model=m)) for m in ("m1", "m2", "m3")])]
+    pid = env.project("arena", items=items, overlap=1, mode="arena")
+    a = env.next("alice", pid)["assignment"]
+    (x, y), hidden = a["shown_order"][:2], a["shown_order"][2]
+    body = {"id": "v", "judgement": {"kind": "pairwise", "a": x, "b": y, "choice": "a"}}
+    url = f"/api/assignments/{a['assignment_id']}/judgement"
+    r = env.client.post(url, json={**body, "response_critiques": [{"response": hidden, "text": "bad"}]},
+                        headers=env.hdr("alice"))
+    assert r.status_code == 422 and "was not shown" in r.json()["detail"], r.text
+    r = env.client.post(url, json={**body, "response_critiques": [{"response": y, "text": "rude"}]}, headers=env.hdr("alice"))
+    assert r.status_code == 201 and r.json()["response_critiques"] == [{"response": y, "text": "rude"}]

@@ -152,3 +152,66 @@ def test_hostile_inputs_give_4xx_on_postgres(pg_url):
         assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
     env.client.close()
     db.close()
+
+
+def test_team_review_ratings_and_arena_on_postgres(pg_url):
+    """The team features' SQL (boolean filters, membership EXISTS, deletes, adjudications) on PostgreSQL."""
+    from rlhfkit.schema import PreferenceItem, Provenance, Response
+
+    db = Database(pg_url)
+    env = Env(db)
+    for name in ("tara", "uma"):
+        env.add_annotator(name)
+    with db.session() as s:
+        env.tokens["rex"] = repo.add_annotator(s, "rex", role="reviewer")[1]
+        env.admin = repo.rotate_admin_token(s)  # the module's database already has one (not shown again)
+    pid = env.project(name="team-pg", items=make_items(2, prefix="t"), overlap=2)
+    admin = env.hdr("admin")
+    assert env.client.post(f"/api/admin/projects/{pid}/members", json={"add": ["tara", "rex"]}, headers=admin).status_code == 200
+    assert env.client.get(f"/api/projects/{pid}/next", headers=env.hdr("uma")).status_code == 404
+    env.rank_submit("tara", pid, "t1", [0, 1, 2])
+    progress = env.client.get(f"/api/projects/{pid}/progress", headers=env.hdr("tara")).json()
+    assert progress["done"] == 1 and progress["remaining"] == 1
+    env.rank_submit("tara", pid, "t2", [0, 1, 2])
+    env.rank_submit("rex", pid, "r1", [2, 1, 0])  # the reverse order on both items
+    env.rank_submit("rex", pid, "r2", [2, 1, 0])
+    queue = env.client.get(f"/api/review/projects/{pid}/queue", headers=env.hdr("rex")).json()
+    assert len(queue) == 2 and [q["disagreement"] for q in queue] == [1.0, 1.0]
+    r = env.client.post(f"/api/review/items/{queue[0]['item_id']}/adjudication", headers=env.hdr("rex"),
+                        json={"judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}})
+    assert r.status_code == 200
+    names = lambda who: [p["name"] for p in env.client.get("/api/me", headers=env.hdr(who)).json()["projects"]]  # noqa: E731
+    assert "team-pg" in names("tara") and "team-pg" not in names("uma")
+    assert env.client.patch(f"/api/admin/projects/{pid}", json={"archived": True}, headers=admin).status_code == 200
+    assert "team-pg" not in [p["name"] for p in env.client.get("/api/me", headers=env.hdr("tara")).json()["projects"]]
+    rating = env.project(name="rate-pg", items=make_items(1, prefix="rt"), overlap=1, mode="rating")
+    a = env.next("uma", rating)["assignment"]
+    body = {"id": "u1", "judgement": {"kind": "per_response", "judgements": [
+        {"kind": "rating", "response": i, "score": 4 + i} for i in range(3)]}}
+    assert env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body,
+                           headers=env.hdr("uma")).status_code == 201
+    arena = env.project(name="arena-pg", mode="arena", overlap=1, items=[PreferenceItem(
+        id="a1", prompt="q", responses=[Response(text="x", provenance=Provenance(model="m1")),
+                                        Response(text="y", provenance=Provenance(model="m2"))])])
+    a = env.next("uma", arena)["assignment"]
+    j = {"kind": "pairwise", "a": a["responses"][0]["index"], "b": a["responses"][1]["index"], "choice": "tie"}
+    assert env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json={"id": "v1", "judgement": j},
+                           headers=env.hdr("uma")).status_code == 201
+    board = env.client.get(f"/api/admin/projects/{arena}/leaderboard?rounds=5", headers=admin).json()
+    assert board["battles"] == 1 and abs(board["models"][0]["score"] - 1000) < 1e-6
+    hostile = [  # NUL in the new text fields: a 422 on PostgreSQL, never a driver error
+        ("PATCH", f"/api/admin/projects/{pid}", "admin", {"instructions": "a\x00"}),
+        ("PATCH", f"/api/admin/projects/{pid}", "admin", {"examples": [{"prompt": "q\x00", "responses": ["a"], "answer": "1"}]}),
+        ("POST", f"/api/admin/projects/{pid}/members", "admin", {"add": ["x\x00"]}),
+        ("POST", f"/api/review/items/{queue[0]['item_id']}/adjudication", "rex",
+         {"judgement": {"kind": "all_bad"}, "note": "\x00"}),
+        ("POST", f"/api/assignments/{a['assignment_id']}/judgement", "uma",
+         {"id": "v2", "judgement": j, "annotator_config": {"k": "\x00"}}),
+    ]
+    for method, url, who, body in hostile:
+        r = env.client.request(method, url, json=body, headers=admin if who == "admin" else env.hdr(who))
+        assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
+    r = env.client.delete(f"/api/admin/projects/{pid}?confirm=team-pg", headers=admin)
+    assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 4}
+    env.client.close()
+    db.close()

@@ -286,8 +286,6 @@ def test_label_over_http_with_an_injected_client(env):
         label_over_http("", pid, pool, {"alice": "t"}, client=env.client)
 
 
-@pytest.mark.xfail(strict=True, reason="the submit API and the judgements table have no field for source or "
-                                       "annotator configuration; export writes source='human' for every judgement")
 def test_export_keeps_simulated_source_and_configuration(live_server):
     from rlhfkit.feedback.simulate import label_over_http
 
@@ -295,6 +293,9 @@ def test_export_keeps_simulated_source_and_configuration(live_server):
     pool = AnnotatorPool([SimulatedAnnotator("sim0", number_gold, temperature=0.5, flip_rate=0.1)], seed=2)
     pid, links = _http_project(db, "pairwise", ["sim0"], n_items=2, overlap=1)
     label_over_http(base, pid, pool, links)
-    for it in _export(db, pid):
+    items = _export(db, pid)
+    assert len(items) == 2
+    for it in items:
         assert all(a.source == "simulated" for a in it.annotations)
+        assert it.metadata["simulated_annotators"]["sim0"] == pool.by_name["sim0"].config()
         assert it.metadata["simulated_annotators"]["sim0"]["flip_rate"] == 0.1

@@ -2,7 +2,7 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.db import Database, database_url
@@ -13,7 +13,7 @@ def test_migrations_match_models(tmp_path):
     db = Database(str(tmp_path / "f.db"))
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0006"
     db.close()
     Database(str(tmp_path / "f.db")).close()  # opening again is a no-op upgrade
 
@@ -73,4 +73,67 @@ def test_upgrade_from_0001_keeps_judgements_and_their_ids(tmp_path):
     with db.read() as s:
         row = s.execute(text("select id, client_id, source, origin from judgements")).one()
     assert tuple(row) == ("old-id", "old-id", "human", None)
+    db.close()
+
+
+def _upgrade_to(path: str, revision: str):
+    from alembic import command
+    from alembic.config import Config
+
+    from rlhfkit.feedback.db import MIGRATIONS_DIR, make_engine
+
+    engine = make_engine(path)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
+def _columns(db: Database, table: str) -> set[str]:
+    return {c["name"] for c in inspect(db.engine).get_columns(table)}
+
+
+def test_upgrade_from_the_language_feedback_0003_head(tmp_path):
+    """A database made when language feedback was revision 0003 (on 0002): stamped "0003" with
+    response_critiques and edit but no annotator_config. It must reach head with the models'
+    schema and keep its critiques and edits."""
+    path = str(tmp_path / "ilf.db")
+    engine = _upgrade_to(path, "0002")
+    with engine.begin() as conn:  # what that 0003 did, then its stamp
+        conn.execute(text("alter table judgements add column response_critiques JSON"))
+        conn.execute(text("alter table judgements add column edit JSON"))
+        conn.execute(text("update alembic_version set version_num = '0003'"))
+        conn.execute(text("insert into projects values (1, 'p', 'ranking', 1, 900, 0, null, 'random', '', '2026-01-01')"))
+        conn.execute(text("insert into items values (1, 1, 'i', '\"q\"', '[]', '{}', 's', 0, null, null, '2026-01-01')"))
+        conn.execute(text("insert into annotators values (1, 'a', 'h', 1, '2026-01-01')"))
+        conn.execute(text("insert into assignments values (1, 1, 1, 1, '[0, 1]', 'done', null, '2026-01-01', '2026-01-01', null)"))
+        conn.execute(text(
+            "insert into judgements (id, client_id, assignment_id, project_id, item_id, annotator_id, judgement, "
+            "critique, shown_order, time_spent_s, server_time_s, is_gold, created_at, source, origin, "
+            "response_critiques, edit) values ('j1', 'j1', 1, 1, 1, 1, '{\"kind\": \"all_bad\"}', null, '[0, 1]', "
+            "null, 1.0, 0, '2026-01-01', 'human', null, '[{\"response\": 1, \"text\": \"too long\"}]', "
+            "'{\"response\": 0, \"text\": \"short\"}')"))
+    engine.dispose()
+    db = Database(path)
+    assert {"annotator_config", "response_critiques", "edit"} <= _columns(db, "judgements")
+    assert "adjudications" in inspect(db.engine).get_table_names()
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0006"
+        row = conn.execute(text("select response_critiques, edit, annotator_config from judgements")).one()
+    assert row[0] is not None and "too long" in row[0] and "short" in row[1] and row[2] is None
+    db.close()
+
+
+def test_upgrade_from_the_team_0005_head(tmp_path):
+    """A database made at 0005 (label provenance, team, adjudications) gains the language-feedback columns."""
+    path = str(tmp_path / "team.db")
+    _upgrade_to(path, "0005").dispose()
+    db = Database(path)
+    assert {"annotator_config", "response_critiques", "edit"} <= _columns(db, "judgements")
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0006"
     db.close()

@@ -6,6 +6,7 @@
   const app = document.getElementById("app");
   const projectId = app.dataset.project;
   const mode = app.dataset.mode;
+  const ext = (window.rlhfkitModes || {})[mode] || null;  // rating / thumbs projects: static/scales.js
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => {
     const e = document.createElement(tag);
@@ -26,11 +27,15 @@
 
   // Extra feedback kinds plug in here (static/language_feedback.js): they read the page state,
   // reset on each item (onShow) and add fields to the submitted body (body). Text fields they
-  // create carry data-free-text, so typing in them never triggers a shortcut.
+  // create carry data-free-text, so typing in them never triggers a shortcut. In rating/thumbs
+  // projects the state carries the per-response judgements so far (display order).
   const plugins = [];
-  window.rlhfkitAnnotate = { mode, plugins, el, setStatus, state: () => ({ current, tiers, choice, allBad }) };
+  window.rlhfkitAnnotate = {
+    mode, plugins, el, setStatus, perResponse: Boolean(ext),
+    state: () => ({ current, tiers, choice, allBad, perResponse: ext && current ? ext.judgement().judgements : null }),
+  };
 
-  const SHORTCUTS = mode === "pairwise" ? [
+  const SHORTCUTS = ext ? ext.shortcuts : mode === "pairwise" ? [
     ["1 or a", "response A is better"], ["2 or b", "response B is better"],
     ["t or =", "tie (equally good)"], ["0 or x", "both bad"],
     ["Enter", "submit"], ["Backspace", "clear the choice"], ["c", "write a critique (Esc leaves)"],
@@ -168,7 +173,7 @@
       if (r.empty) body.appendChild(el("span", "empty-response", "(empty response)"));  // imported as ""
       else renderText(body, r.text);
       card.appendChild(body);
-      card.addEventListener("click", () => (mode === "pairwise" ? choose("ab"[pos]) : place(pos, false)));
+      card.addEventListener("click", () => (ext ? ext.click(pos) : mode === "pairwise" ? choose("ab"[pos]) : place(pos, false)));
       card.addEventListener("dragstart", (ev) => ev.dataTransfer.setData("text/plain", String(pos)));
       box.appendChild(card);
     });
@@ -183,7 +188,8 @@
     const cards = document.querySelectorAll(".response");
     const rank = $("ranking");
     rank.replaceChildren();
-    if (mode === "ranking") {
+    if (ext) ext.render(cards, rank);
+    else if (mode === "ranking") {
       const tierOf = new Map();
       tiers.forEach((t, i) => t.forEach((p) => tierOf.set(p, i)));
       cards.forEach((c) => {
@@ -222,6 +228,7 @@
 
   function complete() {
     if (!current) return false;
+    if (ext) return ext.complete();
     if (mode === "pairwise") return choice !== null;
     return allBad || placed().size === current.responses.length;
   }
@@ -243,7 +250,8 @@
   }
 
   function undo() {
-    if (allBad) allBad = false;
+    if (ext) ext.undo();
+    else if (allBad) allBad = false;
     else if (mode === "pairwise") choice = null;
     else if (tieNext) tieNext = false;
     else if (tiers.length) {
@@ -256,6 +264,7 @@
 
   function judgement() {
     const idx = (pos) => current.responses[pos].index;  // display position -> original index
+    if (ext) return ext.judgement();
     if (mode === "pairwise") {
       return { kind: "pairwise", a: idx(0), b: idx(1), choice };
     }
@@ -288,6 +297,7 @@
     current = assignment;
     app.classList.remove("finished");
     tiers = []; tieNext = false; choice = null; allBad = false;
+    if (ext) ext.reset(assignment, renderState);
     clientId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^A-Za-z0-9-]/g, "");
     shownAt = performance.now();
     $("critique").value = "";
@@ -407,6 +417,7 @@
     else if (k === "Backspace" || k === "u") undo();
     else if (k === "c") { $("critique").focus(); }
     else if (k === "s") openSkip();
+    else if (ext) handled = ext.key(ev);
     else if (mode === "pairwise") {
       if (k === "1" || k === "a") choose("a");
       else if (k === "2" || k === "b") choose("b");

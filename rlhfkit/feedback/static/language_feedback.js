@@ -2,13 +2,17 @@
 // the best response with a word diff shown before it is submitted. It plugs into annotate.js
 // through window.rlhfkitAnnotate; every text is set with textContent (never innerHTML).
 //   k then a number (pairwise: k then 1/2 or a/b)  write a critique of that response
-//   e                                                edit the best response (ranked first / chosen)
+//   K (rating / thumbs projects, where k moves the selection and numbers rate)
+//                                                    write a critique of the selected response
+//   e                                                edit the best response (ranked first / chosen /
+//                                                    rated highest / first thumbs up)
 //   Esc                                              leave the text field (Enter then submits)
 "use strict";
 (() => {
   const host = window.rlhfkitAnnotate;
   if (!host) return;
   const { mode, el } = host;
+  const perResponse = Boolean(host.perResponse);  // rating / thumbs: static/scales.js owns k and the digits
   const $ = (id) => document.getElementById(id);
   let current = null;
   let critiqueNext = false;  // "k" pressed: the next number picks the response to critique
@@ -56,18 +60,33 @@
     }
   }
 
-  // ---- the best response: first of the top tier, or the pairwise choice
+  // ---- the best response: first of the top tier, the pairwise choice, the highest rating (first
+  // on a tie) or the first thumbs up
   function bestPosition() {
     const s = host.state();
     if (!s.current || s.allBad) return null;
+    if (s.perResponse) {
+      const value = (j) => (j.kind === "rating" ? j.score : j.thumbs_up === true ? 1 : null);  // thumbs down: never best
+      let best = null;
+      s.perResponse.forEach((j, pos) => {
+        if (value(j) !== null && (best === null || value(j) > value(s.perResponse[best]))) best = pos;
+      });
+      return best;
+    }
     if (mode === "pairwise") return s.choice === "a" ? 0 : s.choice === "b" ? 1 : null;
     return s.tiers.length ? s.tiers[0][0] : null;
+  }
+
+  function positionLabel(pos) {
+    return mode === "pairwise" ? "AB"[pos] : String(pos + 1);
   }
 
   function openEdit() {
     const pos = bestPosition();
     if (pos === null) {
       host.setStatus(mode === "pairwise" ? "Choose A or B first: the edit starts from the better response."
+        : mode === "rating" ? "Rate first: the edit starts from your highest-rated response."
+        : mode === "binary" ? "Give a thumbs up first: the edit starts from the first response you liked."
         : "Rank first: the edit starts from your best response.", "warn");
       return;
     }
@@ -75,7 +94,7 @@
     if (!editing || editing.index !== r.index) {
       editing = { index: r.index, original: r.text };
       $("edit-text").value = r.text;
-      $("edit-label").textContent = `Your edit of response ${mode === "pairwise" ? "AB"[pos] : pos + 1} (Esc leaves; the diff below is what is sent)`;
+      $("edit-label").textContent = `Your edit of response ${positionLabel(pos)} (Esc leaves; the diff below is what is sent)`;
     }
     $("edit-box").hidden = false;
     renderDiff();
@@ -101,14 +120,15 @@
       const foot = el("footer", "lf-footer");
       const btn = el("button", "lf-critique-btn", "critique");
       btn.type = "button";
-      btn.title = `critique this response (k then ${mode === "pairwise" ? "AB"[pos] : pos + 1})`;
+      btn.title = perResponse ? "critique this response (K: the selected one)"
+        : `critique this response (k then ${positionLabel(pos)})`;
       const area = el("textarea", "response-critique");
       area.dataset.freeText = "";
       area.maxLength = 10000;
       area.rows = 2;
       area.hidden = true;
       area.placeholder = "What is wrong with this response, and how should it change? (Esc leaves)";
-      area.setAttribute("aria-label", `critique of response ${mode === "pairwise" ? "AB"[pos] : pos + 1}`);
+      area.setAttribute("aria-label", `critique of response ${positionLabel(pos)}`);
       btn.addEventListener("click", (ev) => { ev.stopPropagation(); openCritique(pos); });
       area.addEventListener("click", (ev) => ev.stopPropagation());  // a click in it is no ranking
       foot.append(btn, area);
@@ -147,10 +167,13 @@
     buttons.insertBefore(editBtn, $("skip"));
     const line = document.querySelector(".shortcut-line");
     if (line) {
-      line.append(" · ", el("kbd", null, "k"), "+number critique a response · ", el("kbd", null, "e"), " edit the best");
+      if (perResponse) line.append(" · ", el("kbd", null, "K"), " critique the selected response · ", el("kbd", null, "e"), " edit the best");
+      else line.append(" · ", el("kbd", null, "k"), "+number critique a response · ", el("kbd", null, "e"), " edit the best");
     }
     const help = $("help-table");
-    for (const [keys, what] of [["k then a number", "critique that response (Esc leaves)"],
+    const critiqueKey = perResponse ? ["K (Shift+k)", "critique the selected response (Esc leaves)"]
+      : ["k then a number", "critique that response (Esc leaves)"];
+    for (const [keys, what] of [critiqueKey,
                                 ["e", "edit the best response; the diff shows what is sent (Esc leaves)"]]) {
       const tr = el("tr");
       tr.appendChild(el("td")).appendChild(el("kbd", null, keys));
@@ -173,7 +196,10 @@
       else if (digit) pos = Number(digit[1]) - 1;
       host.setStatus("", "");
       if (pos !== null && pos < current.responses.length) openCritique(pos);
-    } else if (ev.key === "k") {
+    } else if (perResponse && ev.key === "K") {
+      const selected = document.querySelector(".response.selected");
+      openCritique(selected ? Number(selected.dataset.pos) : 0);
+    } else if (!perResponse && ev.key === "k") {
       critiqueNext = true;
       host.setStatus("Critique: press the number of the response.", "");
     } else if (ev.key === "e") {
