@@ -43,10 +43,14 @@ class HFDecodeState:
 
 
 def fused_llama_supported(model) -> bool:
-    """Plain Llama layers only: no biases, SiLU MLP, no sliding window, no tensor parallel split."""
+    """Plain Llama layers only: no biases, SiLU MLP, no tensor-parallel split, and a rotary
+    embedding that depends on the position alone (not "dynamic" NTK, which rescales with the
+    sequence length, so a table computed once per call would differ from HF's per-step one)."""
     config = model.config
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
     return (
         getattr(config, "model_type", None) == "llama"
+        and rope.get("rope_type", "default") not in ("dynamic", "longrope")
         and not getattr(config, "attention_bias", False)
         and not getattr(config, "mlp_bias", False)
         and getattr(config, "hidden_act", None) == "silu"
