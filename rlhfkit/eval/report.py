@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfkit.data.atomic import atomic_write
 from rlhfkit.data.errors import DataError
 
 CONFIG_FILES = ("rlhfkit_reward.json", "rlhfkit_dpo_config.json", "rlhfkit_sft_config.json")
@@ -375,8 +376,6 @@ def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     runs = load_runs(root)
     page = render_page(root, runs, loop=is_loop(root))
     out = Path(out) if out else root / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)  # atomic: a browser never sees half a page
+    with atomic_write(out) as fh:  # a browser never sees half a page
+        fh.write(page)
     return out

@@ -14,8 +14,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 ALIASES: dict[str, tuple[str, str]] = {
@@ -112,18 +110,13 @@ def convert_gguf(gguf: Path, force: bool = False) -> Path:
 
 def save_converted(model, tokenizer, gguf: Path) -> Path:
     """Write a GGUF-loaded model as the cached safetensors folder for ``gguf`` (atomically)."""
+    from rlhfkit.data.atomic import atomic_dir
+
     out = converted_dir(gguf)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # a crash mid-save leaves only a hidden temporary folder
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / CONVERTED_MARKER).write_text(f"{gguf.resolve()}\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)  # a crash mid-save leaves only a hidden temporary folder
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
