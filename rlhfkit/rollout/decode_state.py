@@ -12,9 +12,12 @@ Two implementations of the same small interface (``step(tokens, running) -> logi
   key/value is written into, the mask is a preallocated boolean buffer, cos/sin come from a
   table computed once, and q/k/v and gate/up are each one matmul over concatenated weights
   (what vLLM does with its fused QKV and gate-up layers): a product with a concatenated matrix
-  equals the separate products. The concatenated weights are rebuilt when any parameter
-  changed (its ``_version`` moves on every in-place update, as optimiser steps and
-  ``load_state_dict`` do), so the state always samples from the current policy.
+  equals the separate products. The concatenated weights are rebuilt for every sampling call
+  (a copy of those weights, ~0.1 s for SmolLM2, small beside a rollout), so the state always
+  samples from the current policy. Tensor version counters cannot tell when to skip that: the
+  fused AdamW kernel updates parameters in place without bumping ``_version``, and a cache keyed
+  on it sampled from stale weights after every optimiser step (the resume invariance test of the
+  online trainers caught it).
 """
 
 from __future__ import annotations
@@ -60,23 +63,21 @@ def fused_llama_supported(model) -> bool:
 
 
 class FusedLlamaWeights:
-    """Concatenated q/k/v and gate/up weights of a Llama model, rebuilt when parameters change."""
+    """Concatenated q/k/v and gate/up weights of a Llama model, rebuilt on every call (see the
+    module doc for why no cache)."""
 
     def __init__(self, model):
         self.model = model
-        self._key = None
         self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def current(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        key = tuple((id(p), p._version) for p in self.model.parameters())
-        if key != self._key:
+        with torch.no_grad():
             self.layers = []
             for layer in self.model.model.layers:
                 att, mlp = layer.self_attn, layer.mlp
                 qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])  # (Q+2K, D)
                 gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])  # (2I, D)
                 self.layers.append((qkv, gate_up))
-            self._key = key
         return self.layers
 
 

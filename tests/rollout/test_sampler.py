@@ -160,3 +160,21 @@ def test_bad_input_is_refused_clearly(tiny):
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="stop"):
         SamplingParams(stop="\n")
+
+
+def test_sampler_follows_the_weights_after_a_fused_adamw_step():
+    # fused AdamW updates parameters in place without bumping their version counters: a sampler
+    # that cached its fused q/k/v and gate/up weights on those counters sampled a stale policy
+    model, tok = tiny_causal_lm(seed=5)
+    sampler = TorchSampler(model, tok)
+    params = SamplingParams(max_new_tokens=6, temperature=1.0)
+    prompts = encode(tok, ["update me", "and me too"])
+    sampler.sample(prompts, 2, params, seed=0)  # builds the fused weights once
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    model(input_ids=torch.tensor([prompts[0]])).logits.sum().backward()
+    optimizer.step()
+    batch = sampler.sample(prompts, 2, params, seed=0)
+    for i in range(len(batch.texts)):
+        tempered, _ = reference_logprobs(model, batch, i, 1.0)
+        n = int(batch.completion_lengths[i])
+        torch.testing.assert_close(batch.logprobs[i, :n], tempered, atol=1e-5, rtol=0)
