@@ -132,7 +132,7 @@ def test_naive_subversion_of_the_hook_fails(monkeypatch, attack):
     monkeypatch.setattr(sandbox, "_sandbox_user", lambda: (None, None))  # hook only, as root
     name = f"rlhfkit-outside-{uuid.uuid4().hex}"
     code = f"NAME = {name!r}\n" + attack + f"open('../' + NAME, 'w').write('x')\nopen('/tmp/' + NAME, 'w')\n"
-    result = run_tests(code, ["assert True"], FAST)
+    result = run_tests(code, ["assert NAME"], FAST)  # a test that passes unless the attack is refused
     assert not os.path.exists(f"/tmp/{name}")
     assert result.passed == 0 and result.reason.startswith("refused:"), result.reason
 
