@@ -4,13 +4,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const status = (text, kind) => { $("manage-status").textContent = text; $("manage-status").className = "status " + (kind || ""); };
-  async function api(method, url, body) {
-    const r = await fetch(url, { method, credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail || r.statusText));
-    return data;
-  }
+  const api = window.rlhfkitAdminApi;  // static/admin_api.js
   const run = (p, ok) => p.then(() => status(ok, "ok")).catch((e) => status("Not saved: " + e.message, "error"));
 
   const manage = $("manage");

@@ -68,13 +68,7 @@
     return { kind: "per_response", judgements };
   }
 
-  async function api(method, url, body) {
-    const r = await fetch(url, { method, credentials: "same-origin",
-      headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined });
-    const data = await r.json().catch(() => ({}));
-    if (!r.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail || r.statusText));
-    return data;
-  }
+  const api = window.rlhfkitAdminApi;  // static/admin_api.js
 
   function setStatus(text, kind) {
     $("review-status").textContent = text || "";
