@@ -48,7 +48,9 @@ def test_loop_runs_every_phase_and_traces_lineage(tmp_path, tiny_model_dir):
     run = tmp_path / "runs" / "a"
     for k in (1, 2):
         r = run / f"round-{k}"
-        assert json.loads((r / "phases.json").read_text())["done"] == ["generate", "feedback", "reward", "policy", "eval"]
+        phases = json.loads((r / "phases.json").read_text())
+        assert phases["done"] == ["generate", "feedback", "reward", "policy", "eval"]
+        assert set(phases["seconds"]) == set(phases["done"]) and all(s >= 0 for s in phases["seconds"].values())
         for f in ("samples.jsonl", "judgements.jsonl", "reward/config.json", "policy/model.safetensors",
                   "eval/winrate.json", "eval/samples.jsonl"):
             assert (r / f).exists(), f
@@ -58,6 +60,11 @@ def test_loop_runs_every_phase_and_traces_lineage(tmp_path, tiny_model_dir):
     assert rm_lineage["judgements"] == 8  # 4 items a round, one ranking each, two rounds
     winrate = json.loads((run / "round-2" / "eval" / "winrate.json").read_text())
     assert winrate["n"] == 4 and winrate["ci95"][0] <= winrate["win_rate"] <= winrate["ci95"][1]
+    # the starting policy's answers are sampled once and reused by every round's comparison
+    cached = json.loads((run / "reference_answers.json").read_text())["answers"]
+    for k in (1, 2):
+        rows = [json.loads(x) for x in (run / f"round-{k}" / "eval" / "samples.jsonl").read_text().splitlines()]
+        assert [r["reference"] for r in rows] == cached
     assert (run / "report.html").exists() and "report:" in res.output
     res = CliRunner().invoke(app, ["lineage", str(run / "round-2" / "policy")])
     assert res.exit_code == 0, res.output

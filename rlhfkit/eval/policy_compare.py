@@ -40,25 +40,54 @@ def sample_answers(model_source, prompts: Sequence, samples: int, max_new_tokens
     return texts, tokenizer
 
 
+def cached_answers(cache: Path | None, key: dict, make: Callable[[], list[str]]) -> list[str]:
+    """``make()``'s answers, reused from ``cache`` (a JSON file) when it was written for the same
+    ``key`` (model, prompts, sampling settings and seed: the sampler is deterministic under them)."""
+    from rlhfkit.data.atomic import atomic_write
+
+    if cache is not None and Path(cache).exists():
+        stored = json.loads(Path(cache).read_text())
+        if stored.get("key") == key:
+            return stored["answers"]
+    answers = make()
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(Path(cache)) as fh:
+            fh.write(json.dumps({"key": key, "answers": answers}) + "\n")
+    return answers
+
+
 def compare_policies(start_source, policy_source, prompt_records, gold: Callable, out: Path, samples: int = 1,
                      max_new_tokens: int = 64, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-                     dtype: str = "fp32", judge: str = "gold", kl_prompts: int = 16, progress: bool = True) -> dict:
+                     dtype: str = "fp32", judge: str = "gold", kl_prompts: int = 16, progress: bool = True,
+                     reference_cache: Path | None = None) -> dict:
     """Win rate (with CI and its length-controlled twin) and KL of ``policy_source`` against
-    ``start_source`` on ``prompt_records`` (``rollout.prompts.PromptRecord``s)."""
+    ``start_source`` on ``prompt_records`` (``rollout.prompts.PromptRecord``s).
+
+    With ``samples`` > 1 answers per prompt the bootstrap resamples prompts (all of a prompt's
+    comparisons together), so the CI is not narrowed by samples that share a prompt.
+    ``reference_cache`` (a JSON file) keeps the starting policy's answers for the next comparison
+    with the same prompts and settings, e.g. the next round of a loop.
+    """
     from rlhfkit.data.atomic import atomic_write
     from rlhfkit.eval.winrate import length_controlled_win_rate, win_outcomes, win_rate
 
     out = Path(out)
     prompts = [r.prompt for r in prompt_records]
     repeated = [p for p in prompts for _ in range(samples)]
+    clusters = [i for i in range(len(prompts)) for _ in range(samples)]
     ours, _ = sample_answers(policy_source, prompts, samples, max_new_tokens, temperature, top_p, seed, dtype, progress)
-    theirs, _ = sample_answers(start_source, prompts, samples, max_new_tokens, temperature, top_p, seed, dtype, progress)
+    key = {"model": str(start_source), "prompts": [str(p) for p in prompts], "samples": samples,
+           "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed, "dtype": dtype}
+    theirs = cached_answers(reference_cache, key, lambda: sample_answers(
+        start_source, prompts, samples, max_new_tokens, temperature, top_p, seed, dtype, progress)[0])
     ours_gold = [float(x) for x in gold(repeated, ours)]
     theirs_gold = [float(x) for x in gold(repeated, theirs)]
-    rate = win_rate(ours_gold, theirs_gold, seed=seed)
+    rate = win_rate(ours_gold, theirs_gold, seed=seed, clusters=clusters)
     lc = length_controlled_win_rate(win_outcomes(ours_gold, theirs_gold), [len(t.split()) for t in ours],
-                                    [len(t.split()) for t in theirs], seed=seed)
-    result = {"win_rate": rate.rate, "ci95": [rate.ci_low, rate.ci_high], "n": rate.n, "wins": rate.wins,
+                                    [len(t.split()) for t in theirs], seed=seed, clusters=clusters)
+    result = {"win_rate": rate.rate, "ci95": [rate.ci_low, rate.ci_high], "n": rate.n, "prompts": len(prompts),
+              "samples_per_prompt": samples, "ci_resamples": "prompts", "wins": rate.wins,
               "ties": rate.ties, "losses": rate.losses, "lc_win_rate": lc.rate, "lc_ci95": [lc.ci_low, lc.ci_high],
               "judge": judge, "policy": str(policy_source), "reference": str(start_source),
               "gold_mean": sum(ours_gold) / len(ours_gold), "reference_gold_mean": sum(theirs_gold) / len(theirs_gold),

@@ -19,6 +19,12 @@ added to the mean log-loss, so the fit stays finite when length separates wins p
 Confidence intervals are percentile bootstraps over prompts, seeded and vectorised: B resamples
 are drawn at once as an index matrix (B, n) (the regression, as multinomial weights (B, n), fit
 by batched Newton steps). sigma is held at its full-sample value inside the bootstrap.
+
+With several completions per prompt the comparisons of one prompt are not independent (an easy
+prompt is easy for every sample), so ``clusters`` (one label per comparison, e.g. the prompt
+index) makes the bootstrap resample whole clusters: a comparison's weight in a resample is the
+number of times its cluster was drawn. Without it, K samples per prompt would shrink the CI as if
+there were K times as many prompts.
 """
 
 from __future__ import annotations
@@ -61,30 +67,51 @@ def win_outcomes(policy_scores: Sequence[float], reference_scores: Sequence[floa
     return np.where(np.abs(d) <= tie_tol, 0.5, (d > 0).astype(float))
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values`` (resampling items with replacement)."""
+def cluster_weights(clusters: Sequence, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap weights (B, n) that resample whole clusters: entry (b, i) is how many times
+    resample b drew the cluster of item i (clusters are drawn uniformly with replacement)."""
+    _, label = np.unique(np.asarray(clusters), return_inverse=True)  # (n,) cluster index per item
+    c = int(label.max()) + 1
+    drawn = rng.multinomial(c, np.full(c, 1.0 / c), size=n_boot).astype(float)  # (B, C)
+    return drawn[:, label]  # (B, n)
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                 clusters: Sequence | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling items with replacement,
+    or whole clusters of items when ``clusters`` labels each item)."""
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         raise ValueError("no values to bootstrap")
-    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))  # (B, n)
-    means = v[idx].mean(axis=1)  # (B,)
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        idx = rng.integers(0, v.size, size=(n_boot, v.size))  # (B, n)
+        means = v[idx].mean(axis=1)  # (B,)
+    else:
+        if len(clusters) != v.size:
+            raise ValueError(f"clusters must label every value: {len(clusters)} labels for {v.size} values")
+        w = cluster_weights(clusters, n_boot, rng)  # (B, n)
+        means = (w * v).sum(axis=1) / w.sum(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
 
-def win_rate_from_outcomes(outcomes: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> WinRate:
-    """Win rate and bootstrap CI from outcomes in {0, 0.5, 1} (e.g. from a pairwise judge)."""
+def win_rate_from_outcomes(outcomes: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+                           clusters: Sequence | None = None) -> WinRate:
+    """Win rate and bootstrap CI from outcomes in {0, 0.5, 1} (e.g. from a pairwise judge);
+    ``clusters`` (e.g. the prompt of each comparison) makes the bootstrap resample clusters."""
     y = np.asarray(outcomes, dtype=float)
     if y.size == 0 or not np.isin(y, (0.0, 0.5, 1.0)).all():
         raise ValueError("outcomes must be a non-empty list of 0, 0.5 or 1")
-    lo, hi = bootstrap_ci(y, n_boot, seed, level)
+    lo, hi = bootstrap_ci(y, n_boot, seed, level, clusters)
     return WinRate(float(y.mean()), lo, hi, int(y.size), int((y == 1).sum()), int((y == 0.5).sum()), int((y == 0).sum()))
 
 
 def win_rate(policy_scores: Sequence[float], reference_scores: Sequence[float], tie_tol: float = 0.0,
-             n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> WinRate:
+             n_boot: int = 2000, seed: int = 0, level: float = 0.95, clusters: Sequence | None = None) -> WinRate:
     """Win rate of the policy over the reference by gold scores of paired completions (ties = 1/2)."""
-    return win_rate_from_outcomes(win_outcomes(policy_scores, reference_scores, tie_tol), n_boot, seed, level)
+    return win_rate_from_outcomes(win_outcomes(policy_scores, reference_scores, tie_tol), n_boot, seed, level,
+                                  clusters)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -115,7 +142,8 @@ def fit_length_logistic(y: np.ndarray, x: np.ndarray, weights: np.ndarray, l2: f
 
 def length_controlled_win_rate(outcomes: Sequence[float], policy_lengths: Sequence[float],
                                reference_lengths: Sequence[float], l2: float = 1e-3, n_boot: int = 1000,
-                               seed: int = 0, level: float = 0.95) -> LengthControlledWinRate:
+                               seed: int = 0, level: float = 0.95,
+                               clusters: Sequence | None = None) -> LengthControlledWinRate:
     """AlpacaEval-2-style length-controlled win rate; see the module docstring."""
     y = np.asarray(outcomes, dtype=float)
     lp, lr = np.asarray(policy_lengths, dtype=float), np.asarray(reference_lengths, dtype=float)
@@ -129,7 +157,12 @@ def length_controlled_win_rate(outcomes: Sequence[float], policy_lengths: Sequen
     x = np.tanh(delta / sigma) if sigma > 0 else np.zeros_like(delta)
     theta = fit_length_logistic(y, x, np.ones((1, y.size)), l2)[0]
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n_boot).astype(float)  # (B, n)
+    if clusters is None:
+        counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n_boot).astype(float)  # (B, n)
+    else:
+        if len(clusters) != y.size:
+            raise ValueError(f"clusters must label every outcome: {len(clusters)} labels for {y.size} outcomes")
+        counts = cluster_weights(clusters, n_boot, rng)  # (B, n)
     boot = _sigmoid(fit_length_logistic(y, x, counts, l2)[:, 0])
     lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return LengthControlledWinRate(float(_sigmoid(theta[0])), float(lo), float(hi), float(y.mean()),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -113,14 +114,18 @@ class RoundState:
     def __init__(self, folder: Path):
         self.folder = folder
         self.path = folder / "phases.json"
-        self.done: list[str] = json.loads(self.path.read_text())["done"] if self.path.exists() else []
+        stored = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.done: list[str] = stored.get("done", [])
+        self.seconds: dict[str, float] = stored.get("seconds", {})  # wall time of each phase's last run
 
     def complete(self, phase: str) -> bool:
         return phase in self.done
 
-    def mark(self, phase: str) -> None:
+    def mark(self, phase: str, seconds: float | None = None) -> None:
         self.done.append(phase)
-        _write_json(self.path, {"done": self.done})
+        if seconds is not None:
+            self.seconds[phase] = round(seconds, 2)
+        _write_json(self.path, {"done": self.done, "seconds": self.seconds})
 
 
 def resolve_prompts(spec: str) -> Path:
@@ -192,8 +197,9 @@ class Loop:
                 if state.complete(phase):
                     continue
                 console.print(f"[bold]round {k}/{self.cfg.rounds}: {phase}[/bold]")
+                started = time.perf_counter()
                 getattr(self, f"phase_{phase}")(k)
-                state.mark(phase)
+                state.mark(phase, time.perf_counter() - started)
             summary[f"round-{k}"] = json.loads((self.round_dir(k) / "eval" / "winrate.json").read_text())
         from rlhfkit.eval.report import build_report
 
@@ -331,4 +337,4 @@ class Loop:
         compare_policies(self.cfg.model, self.round_dir(k) / "policy", self.eval_prompts, self.gold(), out,
                          samples=cfg.eval_samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                          top_p=cfg.top_p, seed=cfg.seed, dtype=cfg.dtype, judge=str(cfg.gold),
-                         progress=cfg.progress)
+                         progress=cfg.progress, reference_cache=self.root / "reference_answers.json")

@@ -95,3 +95,31 @@ def test_lc_handles_perfect_separation():
     lc = length_controlled_win_rate(y, delta + 100, np.full(6, 100.0), n_boot=100)
     assert math.isfinite(lc.length_coef) and lc.raw_rate == 4 / 6
     assert 0.2 < lc.rate < 0.8
+
+
+def test_cluster_bootstrap_resamples_whole_prompts():
+    # Two prompts whose three samples agree: a resample holds 0, 1 or 2 copies of the winning
+    # prompt, so its mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4 (the 30% and 70%
+    # quantiles are both 1/2); resampling single comparisons would give means in steps of 1/6.
+    y, prompts = [0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 1]
+    assert bootstrap_ci(y, n_boot=4000, seed=1, level=0.4, clusters=prompts) == (0.5, 0.5)
+    assert bootstrap_ci(y, n_boot=4000, seed=1, clusters=prompts) == (0.0, 1.0)
+    assert bootstrap_ci(y, n_boot=4000, seed=1, level=0.4) != (0.5, 0.5)  # single comparisons: steps of 1/6
+
+
+def test_cluster_ci_is_the_ci_of_prompt_means_not_k_times_narrower():
+    rng = np.random.default_rng(4)
+    per_prompt = rng.integers(0, 2, size=60).astype(float)  # 60 prompts, each sample agrees with its prompt
+    y = np.repeat(per_prompt, 5)
+    prompts = np.repeat(np.arange(60), 5)
+    lo_c, hi_c = bootstrap_ci(y, n_boot=4000, seed=2, clusters=prompts)
+    lo_p, hi_p = bootstrap_ci(per_prompt, n_boot=4000, seed=3)
+    lo_i, hi_i = bootstrap_ci(y, n_boot=4000, seed=2)
+    assert hi_c - lo_c == pytest.approx(hi_p - lo_p, rel=0.1)
+    assert hi_i - lo_i < 0.55 * (hi_c - lo_c)  # about 1/sqrt(5) of it: the naive CI overstates the evidence
+    wr = win_rate(y, 1 - y, clusters=prompts, n_boot=2000)  # policy wins exactly where per_prompt is 1
+    assert wr.rate == pytest.approx(per_prompt.mean()) and wr.ci_high - wr.ci_low == pytest.approx(hi_c - lo_c, rel=0.2)
+    lc = length_controlled_win_rate(y, [10] * 300, [10] * 300, n_boot=2000, clusters=prompts)
+    assert lc.ci_high - lc.ci_low == pytest.approx(hi_c - lo_c, rel=0.2)
+    with pytest.raises(ValueError, match="label every"):
+        bootstrap_ci(y, clusters=prompts[:-1])
