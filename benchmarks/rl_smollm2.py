@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -68,7 +69,7 @@ def train(args, prompts, reward_fn, out: Path):
 
     policy, tokenizer = load_causal_lm(args.model, dtype="fp32")
     cfg = RLConfig(algo=args.algo, model=args.model, lr=args.lr, lr_schedule="constant", batch_size=args.prompts_per_step,
-                   group_size=args.group_size, max_new_tokens=args.max_new_tokens, temperature=1.0,
+                   group_size=args.group_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                    kl_coef=args.kl_coef, max_steps=args.steps, seed=args.seed, dtype=args.dtype, max_length=256,
                    save_every=args.save_every, raft_keep=args.raft_keep)
     trainer = build_online(cfg, prompts, out, policy=policy, tokenizer=tokenizer, reward_fn=reward_fn)
@@ -79,6 +80,7 @@ def train(args, prompts, reward_fn, out: Path):
 def run_arithmetic(args) -> dict:
     from rlhfkit.models import load_causal_lm
     from rlhfkit.rewards.arithmetic import generate_problems
+    from rlhfkit.rewards.base import load_reward
     from rlhfkit.rewards.rules import numeric_exact_match
     from rlhfkit.trainers.online import prompt_set
 
@@ -93,11 +95,16 @@ def run_arithmetic(args) -> dict:
         texts = answers(model, tokenizer, test_ids, args.max_new_tokens, 0.0, args.seed)  # greedy
         return numeric_exact_match([], texts, answer=gold), texts
 
+    # training reward: exact match, plus (optionally) a small bonus for the requested '#### N'
+    # line, so that groups with no right answer still carry a signal; the evaluation is exact match only
+    reward = load_reward([{"source": "rlhfkit.rewards.rules:numeric_exact_match", "weight": 1.0}] + (
+        [{"source": "rlhfkit.rewards.rules:format_regex", "weight": args.format_weight,
+          "kwargs": {"pattern": r"(^|\n)#### *-?[\d,]+(\.\d+)? *$"}}] if args.format_weight else []))
     before, before_texts = accuracy(base)
     del base
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, history = train(args, train_set, numeric_exact_match, Path(args.out or tmp))
+        trainer, history = train(args, train_set, reward, Path(args.out or tmp))
         minutes = (time.perf_counter() - t0) / 60
         after, after_texts = accuracy(trainer.policy)
     diff, lo, hi = paired_ci(before, after, args.seed)
@@ -105,6 +112,9 @@ def run_arithmetic(args) -> dict:
             "after": float(np.mean(after)), "difference": diff, "difference_ci95": [lo, hi],
             "train_reward_first5": float(np.mean([h["reward/mean"] for h in history[:5]])),
             "train_reward_last5": float(np.mean([h["reward/mean"] for h in history[-5:]])),
+            "format_weight": args.format_weight, "temperature": args.temperature,
+            "format_rate_before": float(np.mean([bool(re.search(r"(^|\n)#### *-?[\d,]", t)) for t in before_texts])),
+            "format_rate_after": float(np.mean([bool(re.search(r"(^|\n)#### *-?[\d,]", t)) for t in after_texts])),
             "kl_last": history[-1]["kl/mean"], "minutes_training": minutes,
             "examples_after": after_texts[:3]}
 
@@ -158,6 +168,9 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-6)
     p.add_argument("--kl-coef", type=float, default=0.02)
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the training rollouts")
+    p.add_argument("--format-weight", type=float, default=0.0,
+                   help="(arithmetic) weight of a bonus for the requested '#### N' answer line in the training reward")
     p.add_argument("--raft-keep", type=float, default=0.25)
     p.add_argument("--train-n", type=int, default=400)
     p.add_argument("--test-n", type=int, default=200)
