@@ -102,3 +102,28 @@ def test_killed_loop_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_di
     wa = json.loads((tmp_path / "runs" / "whole" / "round-2" / "eval" / "winrate.json").read_text())
     wb = json.loads((tmp_path / "runs" / "cut" / "round-2" / "eval" / "winrate.json").read_text())
     assert {k: v for k, v in wa.items() if k not in ("policy",)} == {k: v for k, v in wb.items() if k not in ("policy",)}
+
+
+def test_reward_data_new_continues_the_previous_reward_model(tmp_path, tiny_model_dir):
+    from rlhfkit.models.reward_model import RewardModel
+
+    recipe = write_recipe(tmp_path, tiny_model_dir, "cont")
+    # lr 0: a continued model must come out exactly as it went in, i.e. equal to round 1's
+    recipe.write_text(recipe.read_text().replace("lr: 0.001}\npolicy", "lr: 0.0}\npolicy")
+                      + "reward_data: new\neval_samples: 2\n")
+    res = CliRunner().invoke(app, ["loop", str(recipe), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "runs" / "cont"
+    first = load_file(str(run / "round-1" / "reward" / "model.safetensors"))
+    second = load_file(str(run / "round-2" / "reward" / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    fresh = RewardModel.from_backbone(tiny_model_dir, seed=2).net.state_dict()  # what "all" would start from
+    head = [k for k in first if "score" in k]
+    assert head and not all(torch.equal(fresh[k], second[k]) for k in head)
+    lineage = json.loads((run / "round-2" / "reward" / "lineage.json").read_text())
+    assert lineage["judgements"] == 4 and lineage["judgement_files"] == [str(run / "round-2" / "judgements.jsonl")]
+    assert lineage["parent_reward_model"] == str(run / "round-1" / "reward")
+    res = CliRunner().invoke(app, ["lineage", str(run / "round-2" / "policy")])
+    assert res.exit_code == 0 and "round-1/reward" in res.output  # the chain reaches round 1's judgements
+    winrate = json.loads((run / "round-2" / "eval" / "winrate.json").read_text())
+    assert winrate["n"] == 8 and winrate["prompts"] == 4 and winrate["ci_resamples"] == "prompts"

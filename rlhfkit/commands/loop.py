@@ -118,8 +118,11 @@ def lineage_lines(path: Path, depth: int = 0) -> list[str]:
         return [f"{pad}{path}: base model (no lineage.json)"]
     meta = json.loads(meta_path.read_text())
     if meta["kind"] == "reward_model":
-        return [f"{pad}reward model {path}: {meta['pairs']} pairs from {meta['judgements']} judgements "
-                f"(sha256 {meta['judgements_sha256'][:16]}...) in " + ", ".join(meta["judgement_files"])]
+        lines = [f"{pad}reward model {path}: {meta['pairs']} pairs from {meta['judgements']} judgements "
+                 f"(sha256 {meta['judgements_sha256'][:16]}...) in " + ", ".join(meta["judgement_files"])]
+        if meta.get("parent_reward_model"):  # continued from an earlier round's model
+            lines += lineage_lines(Path(meta["parent_reward_model"]), depth + 1)
+        return lines
     data = (f"{meta['pairs']} pairs (sha256 {meta['pairs_sha256'][:16]}...)" if "pairs" in meta
             else f"{len(meta['critique_hashes'])} critiques (sha256 {meta['critiques_sha256'][:16]}...) in "
             f"{meta['critiques_file']} and {len(meta['edit_hashes'])} edits" if "critique_hashes" in meta  # ilf

@@ -61,6 +61,9 @@ class LoopConfig:
     gold_kwargs: dict = field(default_factory=dict)
     agreement: float = 0.68  # simulated pool's expected agreement with gold (human-human level)
     reward: dict = field(default_factory=dict)  # RewardTrainConfig overrides
+    # "all": each round trains a reward model from the backbone on every judgement so far;
+    # "new": round 1 does that, later rounds continue the previous round's model on their own judgements
+    reward_data: str = "all"
     policy: dict = field(default_factory=lambda: {"algo": "dpo"})  # algo + DPOConfig / RLConfig overrides
     eval_samples: int = 1  # completions per eval prompt and policy
     humans: dict = field(default_factory=dict)  # feedback: humans -> host, port, annotators, timeout_s
@@ -89,6 +92,8 @@ def read_loop_recipe(path: str | Path) -> LoopConfig:
     cfg = LoopConfig(**raw)
     if cfg.feedback not in ("simulated", "humans"):
         raise DataError(path, None, "feedback", f"expected simulated or humans, got {cfg.feedback!r}")
+    if cfg.reward_data not in ("all", "new"):
+        raise DataError(path, None, "reward_data", f"expected all or new, got {cfg.reward_data!r}")
     algo = cfg.policy.get("algo", "dpo")
     if algo not in POLICY_ALGOS:
         raise DataError(path, None, "policy.algo", f"expected one of {', '.join(POLICY_ALGOS)}, got {algo!r}")
@@ -219,6 +224,9 @@ class Loop:
         records = self.round_prompts(k)
         sampling = SamplingConfig(n=cfg.responses_per_prompt, max_new_tokens=cfg.max_new_tokens,
                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 1000 + k)
+        # about 128 sequences decode together: wide batches cost less per token (measured 1.8x
+        # faster than 8 prompts x 4 on SmolLM2 with 2 CPU threads)
+        sampling.batch_size = max(1, 128 // cfg.responses_per_prompt)
         with progress(len(records), "generating", enabled=cfg.progress) as advance:
             items = generate_items(policy, tokenizer, records, sampling, model_name=self.policy_source(k),
                                    on_batch=lambda n: advance(n=n))
@@ -244,6 +252,10 @@ class Loop:
     def judgement_files(self, k: int) -> list[Path]:
         return [self.round_dir(j) / "judgements.jsonl" for j in range(1, k + 1)]
 
+    def reward_parent(self, k: int) -> Path | None:
+        """The reward model round k continues from (``reward_data: new``), or None (a new one)."""
+        return self.round_dir(k - 1) / "reward" if self.cfg.reward_data == "new" and k > 1 else None
+
     # ---- phase 3: reward model
     def phase_reward(self, k: int) -> None:
         from rlhfkit.data import read_items
@@ -253,18 +265,30 @@ class Loop:
 
         out = self.round_dir(k) / "reward"
         shutil.rmtree(out, ignore_errors=True)
-        items = [it for path in self.judgement_files(k) for it in read_items(path)]
+        parent = self.reward_parent(k)
+        files = [self.round_dir(k) / "judgements.jsonl"] if parent else self.judgement_files(k)
+        items = [it for path in files for it in read_items(path)]
         pairs = [p for it in items for p in item_to_pairs(it)]
         settings = {"model": self.cfg.model, "out": str(out), "seed": self.cfg.seed + k, "progress": self.cfg.progress,
                     "max_length": 192, "freeze_layers": 0, **self.cfg.reward}
         rm_cfg = RewardTrainConfig(**settings)
-        folder, _ = train_reward_model(rm_cfg, train_pairs=pairs)
+        model = None
+        if parent:
+            from rlhfkit.models.reward_model import RewardModel
+
+            model = RewardModel.load(parent)
+        folder, _ = train_reward_model(rm_cfg, train_pairs=pairs, model=model)
         hashes = [content_hash({"item": it.id, "annotation": a.model_dump(mode="json")})
                   for it in items for a in it.annotations]
-        _write_json(folder / "lineage.json", {
-            "kind": "reward_model", "backbone": self.cfg.model, "pairs": len(pairs),
-            "judgement_files": [str(p) for p in self.judgement_files(k)], "judgements": len(hashes),
-            "judgement_hashes": hashes, "judgements_sha256": content_hash(hashes)})
+        lineage = {"kind": "reward_model", "backbone": self.cfg.model, "pairs": len(pairs),
+                   "judgement_files": [str(p) for p in files], "judgements": len(hashes),
+                   "judgement_hashes": hashes, "judgements_sha256": content_hash(hashes)}
+        if parent:
+            # this model's judgements are its own plus everything behind the model it continued
+            lineage["parent_reward_model"] = str(parent)
+            parent_sha = json.loads((parent / "lineage.json").read_text())["judgements_sha256"]
+            lineage["judgements_sha256"] = content_hash([parent_sha, *hashes])
+        _write_json(folder / "lineage.json", lineage)
 
     # ---- phase 4: policy
     def phase_policy(self, k: int) -> None:
