@@ -87,6 +87,11 @@ class Person:
         assert r.status_code == 201, r.text
         return assignment["prompt"], tiers
 
+    def skip(self, assignment: dict) -> None:
+        r = self.http.post(f"{self.base}/api/assignments/{assignment['assignment_id']}/skip",
+                           json={"reason": "cannot judge this one"})
+        assert r.status_code == 200, r.text
+
 
 def label_all(people: list[Person], made: dict) -> None:
     """Take turns until nobody is offered anything more; record (prompt, name) -> tiers."""
@@ -292,3 +297,37 @@ def test_a_busy_port_is_a_clear_error_not_an_endless_wait(tmp_path):
             (tmp_path / "round-1").mkdir()
             collect(make_items(2), tmp_path / "round-1")
         assert time.monotonic() - start < 5
+
+
+def test_an_item_everyone_skipped_is_left_out_instead_of_waiting_forever(tmp_path, monkeypatch):
+    """Two annotators, one label per item: both skip the same item, so nobody can label it any
+    more. The round goes on without it (and says so) rather than wait for what cannot come."""
+    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
+    from tests.feedback.conftest import make_items
+
+    out = io.StringIO()
+    monkeypatch.setattr(console, "_file", out)
+    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice", "bob"], "timeout_s": 10,
+                              "poll_s": 0.05}, show_progress=False)
+    (tmp_path / "round-1").mkdir()
+    items, result = make_items(3), {}
+    thread = threading.Thread(target=lambda: result.update(items=collect(items, tmp_path / "round-1")), daemon=True)
+    thread.start()
+    links = wait_for_links(out.getvalue, alive=thread.is_alive)
+    people = [Person(name, link) for name, link in links.items()]
+    skipped = people[0].next()
+    people[0].skip(skipped)
+    made: dict = {}
+    for p in people:
+        while (a := p.next()) is not None:
+            if a["prompt"] == skipped["prompt"]:
+                p.skip(a)
+            else:
+                made[a["prompt"], p.name] = p.rank(a)[1]
+    thread.join(5)  # well before the 10 s timeout
+    assert not thread.is_alive(), out.getvalue()
+    labelled = result["items"]
+    assert {(it.prompt, a.annotator_id): a.judgement.tiers for it in labelled for a in it.annotations} == made
+    assert len(made) == 2 and skipped["prompt"] not in {prompt for prompt, _ in made}
+    left_out = next(it.id for it in items if it.prompt == skipped["prompt"])
+    assert f"left out (skipped by every annotator who could label it): {left_out}" in out.getvalue(), out.getvalue()

@@ -2,8 +2,10 @@
 
 The round's samples become a project (named after the round) in ``round-K/feedback.db``. Each
 annotator the recipe names gets a login link, printed once the server answers, and the wait
-ends when every item has ``labels_per_item`` judgements. A progress bar shows how many are in;
-without a live terminal (a log file, ``--no-progress``) one line per change does.
+ends when every item has ``labels_per_item`` judgements, or lacks only labels nobody can give
+(the app offers an item to each annotator once, so an item every annotator skipped is left out,
+and said so, instead of waited for). A progress bar shows how many are in; without a live
+terminal (a log file, ``--no-progress``) one line per change does.
 
 Nothing is lost when the loop stops part-way (Ctrl-C, ``kill -9``, the timeout): a judgement is
 committed to the database when the annotator submits it, and a re-run imports the same items
@@ -150,38 +152,75 @@ def _serve(database, sock: socket.socket):
     return server, thread
 
 
-def _count(database, project_id: int, per_item: int):
+def _count(database, project_id: int, settings: dict):
+    """(labelled items, judgements in, external ids of items that lack labels nobody can give)."""
     from rlhfkit.feedback import repo
     from rlhfkit.feedback.export import export_items
 
+    per_item = settings["labels_per_item"]
     with database.read() as s:
         labelled = export_items(s, repo.get_project(s, project_id))
+        lost = _unreachable(s, project_id, settings["annotators"], per_item)
     done = sum(min(len(it.annotations), per_item) for it in labelled)
-    return labelled, done
+    return labelled, done, lost
+
+
+def _unreachable(s, project_id: int, names: list[str], per_item: int) -> dict[str, int]:
+    """external item id -> labels it lacks that can never come: the app gives an item to each
+    annotator at most once, so one that every remaining annotator skipped (or let its lease
+    lapse on) stays short for good, and waiting for it would never end."""
+    from collections import defaultdict
+
+    from sqlalchemy import select
+
+    from rlhfkit.feedback.models import Annotator, Assignment, Item
+
+    people = set(s.scalars(select(Annotator.id).where(Annotator.name.in_(names), Annotator.active)))
+    closed: dict[int, set[int]] = defaultdict(set)  # item -> annotators who cannot take it (again)
+    judged: Counter = Counter()
+    for item_id, who, status in s.execute(select(Assignment.item_id, Assignment.annotator_id, Assignment.status)
+                                          .where(Assignment.project_id == project_id)):
+        if status != "open":
+            closed[item_id].add(who)
+            judged[item_id] += status == "done"
+    out = {}
+    for item_id, external_id in s.execute(select(Item.id, Item.external_id).where(
+            Item.project_id == project_id, Item.is_gold.is_(False))):
+        missing = per_item - min(judged[item_id], per_item)
+        can_still = len(people - closed[item_id])
+        if missing > can_still:
+            out[external_id] = missing - can_still
+    return out
 
 
 def wait_for_labels(database, project_id: int, need: int, settings: dict, show_progress: bool, where: Path):
-    """Poll the database until ``need`` judgements are in; return the labelled items."""
+    """Poll the database until ``need`` judgements are in, or every missing one is one nobody
+    can give; return the labelled items."""
     from rlhfkit.progress import progress
 
     live = show_progress and console.is_terminal  # a bar that redraws; else a line per change
     deadline = time.monotonic() + settings["timeout_s"]
-    labelled, done = _count(database, project_id, settings["labels_per_item"])
+    labelled, done, lost = _count(database, project_id, settings)
     console.print(f"waiting for {need} judgements ({done} already in)", highlight=False)
+    shown = (done, {})
     with progress(need, "waiting for judgements", enabled=live, start=done) as advance:
-        while done < need:
+        while True:
+            if (done, lost) != shown:
+                advance(n=done - shown[0])
+                if not live and done != shown[0]:
+                    who = Counter(a.annotator_id for it in labelled for a in it.annotations)
+                    console.print(f"judgements: {done}/{need} (" + ", ".join(f"{k} {v}" for k, v in sorted(who.items()))
+                                  + ")", highlight=False)
+                if lost != shown[1]:
+                    console.print(f"{len(lost)} item(s) left out (skipped by every annotator who could label it): "
+                                  + ", ".join(lost), highlight=False)
+                shown = (done, lost)
+            if done + sum(lost.values()) >= need:
+                return [it for it in labelled if it.annotations]
             left = deadline - time.monotonic()
             if left <= 0:
                 raise HumanFeedbackError(
                     f"only {done} of {need} judgements after {settings['timeout_s']:g} s (humans.timeout_s); "
                     f"the judgements made so far are kept in {where}: run the same command again to wait for the rest")
             time.sleep(min(settings["poll_s"], left))
-            labelled, now = _count(database, project_id, settings["labels_per_item"])
-            if now != done:
-                advance(n=now - done)
-                if not live:
-                    who = Counter(a.annotator_id for it in labelled for a in it.annotations)
-                    console.print(f"judgements: {now}/{need} (" + ", ".join(f"{k} {v}" for k, v in sorted(who.items()))
-                                  + ")", highlight=False)
-                done = now
-    return [it for it in labelled if it.annotations]
+            labelled, done, lost = _count(database, project_id, settings)
