@@ -331,3 +331,26 @@ def test_an_item_everyone_skipped_is_left_out_instead_of_waiting_forever(tmp_pat
     assert len(made) == 2 and skipped["prompt"] not in {prompt for prompt, _ in made}
     left_out = next(it.id for it in items if it.prompt == skipped["prompt"])
     assert f"left out (skipped by every annotator who could label it): {left_out}" in out.getvalue(), out.getvalue()
+
+
+def test_in_a_terminal_the_wait_is_a_progress_bar(tmp_path, monkeypatch):
+    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
+    from tests.feedback.conftest import make_items
+
+    out = io.StringIO()
+    monkeypatch.setattr(console, "_file", out)
+    monkeypatch.setattr(console, "_force_terminal", True)
+    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice"], "poll_s": 0.05}, show_progress=True)
+    (tmp_path / "round-1").mkdir()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(items=collect(make_items(2), tmp_path / "round-1")),
+                              daemon=True)
+    thread.start()
+    alice = Person("alice", wait_for_links(out.getvalue, alive=thread.is_alive)["alice"])
+    label_all([alice], {})
+    thread.join(10)
+    assert len(result["items"]) == 2
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without the terminal's control codes
+    assert "login link for alice: http://127.0.0.1:" in text
+    assert re.search(r"waiting for judgements .*━.* 2/2", text), text  # the bar, drawn to the end
+    assert "judgements: 1/2" not in text  # no line per change under a live bar
