@@ -354,3 +354,41 @@ def test_in_a_terminal_the_wait_is_a_progress_bar(tmp_path, monkeypatch):
     assert "login link for alice: http://127.0.0.1:" in text
     assert re.search(r"waiting for judgements .*━.* 2/2", text), text  # the bar, drawn to the end
     assert "judgements: 1/2" not in text  # no line per change under a live bar
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="needs Debian's chromium (make system-deps)")
+def test_a_printed_link_opens_the_annotation_page_in_a_real_browser(tmp_path, monkeypatch):
+    """Copy the printed link into Chromium, rank the item by keyboard: the round's label is
+    exactly what the page posted, under the annotator's name."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
+    from tests.feedback.conftest import make_items
+    from tests.feedback.test_browser import ARGS, CHROMIUM
+
+    out = io.StringIO()
+    monkeypatch.setattr(console, "_file", out)
+    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice"], "poll_s": 0.05}, show_progress=False)
+    (tmp_path / "round-1").mkdir()
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(items=collect(make_items(1), tmp_path / "round-1")),
+                              daemon=True)
+    thread.start()
+    link = wait_for_links(out.getvalue, alive=thread.is_alive)["alice"]
+    posted = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.on("request", lambda r: r.method == "POST" and posted.append(r.post_data_json["judgement"]))
+        page.goto(link)
+        assert re.search(r"/annotate/\d+$", page.url)
+        sync_api.expect(page.locator(".response")).to_have_count(3)
+        page.keyboard.press("2")
+        page.keyboard.press("1")  # the last one is placed for you
+        page.keyboard.press("Enter")
+        sync_api.expect(page.locator(".done")).to_have_count(1)
+        browser.close()
+    thread.join(10)
+    assert not thread.is_alive(), out.getvalue()
+    [item] = result["items"]
+    assert [(a.annotator_id, a.judgement.model_dump()) for a in item.annotations] == [("alice", posted[0])]
+    assert len(posted) == 1 and len(posted[0]["tiers"]) == 3
