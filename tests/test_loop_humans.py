@@ -34,7 +34,7 @@ PROMPTS = ["Tell me about cats.", "Why does it rain?", "Describe green tea."]
 LINK = re.compile(r"login link for (\S+): (http://\S+/login\?token=\S+)")
 
 
-def write_recipe(tmp_path: Path, model_dir: Path, name: str, port: int = 0, timeout_s: float = 60,
+def write_recipe(tmp_path: Path, model_dir: Path, name: str, port: int = 0, timeout_s: float = 600,
                  labels_per_item: int = 1, **humans) -> Path:
     train, evals = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
     train.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS)))
@@ -126,14 +126,14 @@ class InProcess:
     def text(self) -> str:
         return self.out.getvalue()
 
-    def finish(self, timeout: float = 120) -> int:
+    def finish(self, timeout: float = 600) -> int:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), self.text()
         assert "error" not in self.result, (self.result.get("error"), self.text())
         return self.result["code"]
 
 
-def wait_for_links(read, timeout: float = 60, alive=lambda: True) -> dict[str, str]:
+def wait_for_links(read, timeout: float = 300, alive=lambda: True) -> dict[str, str]:
     """The login links, copied from the output once the command says it is waiting."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -217,7 +217,7 @@ def test_a_run_killed_mid_round_keeps_the_labels_made_and_asks_only_for_the_rest
             prompt, tiers = p.rank(p.next())
             made[prompt, p.name] = tiers
         open_before = alice.next()  # alice is looking at a third item when the loop dies
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         while "judgements: 3/6" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
@@ -245,7 +245,7 @@ def test_a_timeout_is_one_clear_line_and_keeps_what_was_saved(tmp_path, tiny_mod
     from rlhfkit.feedback.db import open_database
     from rlhfkit.feedback.export import export_items
 
-    recipe = write_recipe(tmp_path, tiny_model_dir, "t", timeout_s=3)
+    recipe = write_recipe(tmp_path, tiny_model_dir, "t", timeout_s=4)
     run = InProcess(monkeypatch, ["loop", str(recipe), "--no-progress"])
     links = wait_for_links(run.text, alive=run.thread.is_alive)
     alice = Person("alice", links["alice"])
@@ -253,7 +253,7 @@ def test_a_timeout_is_one_clear_line_and_keeps_what_was_saved(tmp_path, tiny_mod
     assert run.finish() == 1
     out = run.text()
     db_path = tmp_path / "runs" / "t" / "round-1" / "feedback.db"
-    assert (f"error: only 1 of 3 judgements after 3 s (humans.timeout_s); the judgements made so far are kept "
+    assert (f"error: only 1 of 3 judgements after 4 s (humans.timeout_s); the judgements made so far are kept "
             f"in {db_path}: run the same command again to wait for the rest") in out, out
     assert "Traceback" not in out
     round_dir = tmp_path / "runs" / "t" / "round-1"
@@ -299,22 +299,47 @@ def test_a_busy_port_is_a_clear_error_not_an_endless_wait(tmp_path):
         assert time.monotonic() - start < 5
 
 
+class Collecting:
+    """The human phase alone, without a model: ``collect(items, round_dir)`` in a thread."""
+
+    def __init__(self, monkeypatch, tmp_path: Path, items, terminal: bool = False, **settings):
+        from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
+
+        self.out = io.StringIO()
+        monkeypatch.setattr(console, "_file", self.out)
+        if terminal:
+            monkeypatch.setattr(console, "_force_terminal", True)
+        collect = human_feedback({**DEFAULTS, "port": 0, "poll_s": 0.05, **settings}, show_progress=terminal)
+        (tmp_path / "round-1").mkdir()
+        self.result: dict = {}
+        self.thread = threading.Thread(target=self._run, args=(collect, items, tmp_path / "round-1"), daemon=True)
+        self.thread.start()
+
+    def _run(self, collect, items, round_dir):
+        try:
+            self.result["items"] = collect(items, round_dir)
+        except BaseException as e:  # noqa: BLE001  (reported by labelled())
+            self.result["error"] = e
+
+    def links(self) -> dict[str, str]:
+        return wait_for_links(self.out.getvalue, alive=self.thread.is_alive)
+
+    def labelled(self, timeout: float = 60) -> list:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), self.out.getvalue()
+        assert "error" not in self.result, (self.result.get("error"), self.out.getvalue())
+        return self.result["items"]
+
+
 def test_an_item_everyone_skipped_is_left_out_instead_of_waiting_forever(tmp_path, monkeypatch):
     """Two annotators, one label per item: both skip the same item, so nobody can label it any
-    more. The round goes on without it (and says so) rather than wait for what cannot come."""
-    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
+    more. The round goes on without it (and says so) rather than wait for what cannot come
+    (before the fix: a HumanFeedbackError once the 20 s timeout ran out)."""
     from tests.feedback.conftest import make_items
 
-    out = io.StringIO()
-    monkeypatch.setattr(console, "_file", out)
-    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice", "bob"], "timeout_s": 10,
-                              "poll_s": 0.05}, show_progress=False)
-    (tmp_path / "round-1").mkdir()
-    items, result = make_items(3), {}
-    thread = threading.Thread(target=lambda: result.update(items=collect(items, tmp_path / "round-1")), daemon=True)
-    thread.start()
-    links = wait_for_links(out.getvalue, alive=thread.is_alive)
-    people = [Person(name, link) for name, link in links.items()]
+    items = make_items(3)
+    phase = Collecting(monkeypatch, tmp_path, items, annotators=["alice", "bob"], timeout_s=20)
+    people = [Person(name, link) for name, link in phase.links().items()]
     skipped = people[0].next()
     people[0].skip(skipped)
     made: dict = {}
@@ -324,33 +349,21 @@ def test_an_item_everyone_skipped_is_left_out_instead_of_waiting_forever(tmp_pat
                 p.skip(a)
             else:
                 made[a["prompt"], p.name] = p.rank(a)[1]
-    thread.join(5)  # well before the 10 s timeout
-    assert not thread.is_alive(), out.getvalue()
-    labelled = result["items"]
+    labelled = phase.labelled()
     assert {(it.prompt, a.annotator_id): a.judgement.tiers for it in labelled for a in it.annotations} == made
     assert len(made) == 2 and skipped["prompt"] not in {prompt for prompt, _ in made}
     left_out = next(it.id for it in items if it.prompt == skipped["prompt"])
-    assert f"left out (skipped by every annotator who could label it): {left_out}" in out.getvalue(), out.getvalue()
+    text = phase.out.getvalue()
+    assert f"left out (skipped by every annotator who could label it): {left_out}" in text, text
 
 
 def test_in_a_terminal_the_wait_is_a_progress_bar(tmp_path, monkeypatch):
-    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
     from tests.feedback.conftest import make_items
 
-    out = io.StringIO()
-    monkeypatch.setattr(console, "_file", out)
-    monkeypatch.setattr(console, "_force_terminal", True)
-    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice"], "poll_s": 0.05}, show_progress=True)
-    (tmp_path / "round-1").mkdir()
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(items=collect(make_items(2), tmp_path / "round-1")),
-                              daemon=True)
-    thread.start()
-    alice = Person("alice", wait_for_links(out.getvalue, alive=thread.is_alive)["alice"])
-    label_all([alice], {})
-    thread.join(10)
-    assert len(result["items"]) == 2
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without the terminal's control codes
+    phase = Collecting(monkeypatch, tmp_path, make_items(2), terminal=True, annotators=["alice"])
+    label_all([Person("alice", phase.links()["alice"])], {})
+    assert len(phase.labelled()) == 2
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", phase.out.getvalue())  # without the terminal's control codes
     assert "login link for alice: http://127.0.0.1:" in text
     assert re.search(r"waiting for judgements .*━.* 2/2", text), text  # the bar, drawn to the end
     assert "judgements: 1/2" not in text  # no line per change under a live bar
@@ -361,19 +374,11 @@ def test_a_printed_link_opens_the_annotation_page_in_a_real_browser(tmp_path, mo
     """Copy the printed link into Chromium, rank the item by keyboard: the round's label is
     exactly what the page posted, under the annotator's name."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from rlhfkit.commands.human_feedback import DEFAULTS, human_feedback
     from tests.feedback.conftest import make_items
     from tests.feedback.test_browser import ARGS, CHROMIUM
 
-    out = io.StringIO()
-    monkeypatch.setattr(console, "_file", out)
-    collect = human_feedback({**DEFAULTS, "port": 0, "annotators": ["alice"], "poll_s": 0.05}, show_progress=False)
-    (tmp_path / "round-1").mkdir()
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(items=collect(make_items(1), tmp_path / "round-1")),
-                              daemon=True)
-    thread.start()
-    link = wait_for_links(out.getvalue, alive=thread.is_alive)["alice"]
+    phase = Collecting(monkeypatch, tmp_path, make_items(1), annotators=["alice"])
+    link = phase.links()["alice"]
     posted = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -387,8 +392,6 @@ def test_a_printed_link_opens_the_annotation_page_in_a_real_browser(tmp_path, mo
         page.keyboard.press("Enter")
         sync_api.expect(page.locator(".done")).to_have_count(1)
         browser.close()
-    thread.join(10)
-    assert not thread.is_alive(), out.getvalue()
-    [item] = result["items"]
+    [item] = phase.labelled()
     assert [(a.annotator_id, a.judgement.model_dump()) for a in item.annotations] == [("alice", posted[0])]
     assert len(posted) == 1 and len(posted[0]["tiers"]) == 3
