@@ -274,6 +274,7 @@ def test_a_timeout_is_one_clear_line_and_keeps_what_was_saved(tmp_path, tiny_mod
     ({"annotators": ["alice"], "labels_per_item": 2}, "humans.labels_per_item", "expected 1 to 1"),
     ({"annotators": ["alice", "alice"]}, "humans.annotators", "distinct names"),
     ({"port": 70000}, "humans.port", "0-65535"),
+    ({"poll_s": 0}, "humans.poll_s", "positive number"),
 ])
 def test_humans_settings_that_could_never_finish_are_refused_before_anything_runs(tmp_path, humans, field, message):
     recipe = write_recipe(tmp_path, tmp_path / "no-model", "bad", **humans)

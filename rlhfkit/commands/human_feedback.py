@@ -10,8 +10,8 @@ terminal (a log file, ``--no-progress``) one line per change does.
 Nothing is lost when the loop stops part-way (Ctrl-C, ``kill -9``, the timeout): a judgement is
 committed to the database when the annotator submits it, and a re-run imports the same items
 (already there, so skipped), keeps their judgements and waits only for the missing ones. The
-annotators' tokens are kept in ``round-K/login_tokens.json`` (owner-only, like the database),
-so a re-run prints the same links and a page left open keeps working.
+annotators' tokens are kept in ``round-K/login_tokens.json`` (readable by its owner only), so a
+re-run prints the same links and a page left open keeps working.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class HumanFeedbackError(RuntimeError):
 def humans_settings(humans: dict, recipe: str) -> dict:
     """The recipe's ``humans:`` block over the defaults, checked: a typo or a setting that could
     never finish (more labels per item than annotators) is refused before anything runs."""
+    if not isinstance(humans, dict):
+        raise DataError(recipe, None, "humans", f"expected a mapping of settings, got {humans!r}")
     for key in humans:
         if key not in DEFAULTS:
             raise DataError(recipe, None, f"humans.{key}", f"unknown key; known keys: {', '.join(DEFAULTS)}")
