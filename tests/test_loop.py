@@ -110,6 +110,7 @@ def test_reward_data_new_continues_the_previous_reward_model(tmp_path, tiny_mode
     recipe = write_recipe(tmp_path, tiny_model_dir, "cont")
     # lr 0: a continued model must come out exactly as it went in, i.e. equal to round 1's
     recipe.write_text(recipe.read_text().replace("lr: 0.001}\npolicy", "lr: 0.0}\npolicy")
+                      .replace("algo: dpo,", "algo: dpo, pairs: judgements,")
                       + "reward_data: new\neval_samples: 2\n")
     res = CliRunner().invoke(app, ["loop", str(recipe), "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -127,3 +128,35 @@ def test_reward_data_new_continues_the_previous_reward_model(tmp_path, tiny_mode
     assert res.exit_code == 0 and "round-1/reward" in res.output  # the chain reaches round 1's judgements
     winrate = json.loads((run / "round-2" / "eval" / "winrate.json").read_text())
     assert winrate["n"] == 8 and winrate["prompts"] == 4 and winrate["ci_resamples"] == "prompts"
+    # pairs: judgements -> one (top, bottom) pair per ranking that is not a full tie, from the annotators
+    from rlhfkit.data import read_items
+    from rlhfkit.trainers.rounds import content_hash, extreme_pair
+
+    items = read_items(run / "round-2" / "judgements.jsonl")
+    expected = [{"prompt": it.prompt, "chosen": it.responses[b].text, "rejected": it.responses[w].text}
+                for it in items for a in it.annotations if (bw := extreme_pair(a.judgement)) for b, w in [bw]]
+    policy = json.loads((run / "round-2" / "policy" / "lineage.json").read_text())
+    assert policy["pairs"] == len(expected) > 0
+    from rlhfkit.schema import PreferencePair
+
+    records = [PreferencePair(**e).model_dump(mode="json") for e in expected]
+    assert policy["pairs_sha256"] == content_hash(records)
+
+
+def test_extreme_pair_and_pairs_setting(tmp_path, tiny_model_dir):
+    from rlhfkit.data.errors import DataError
+    from rlhfkit.schema import PairwiseJudgement, RankingJudgement
+    from rlhfkit.trainers.rounds import extreme_pair, read_loop_recipe
+
+    assert extreme_pair(RankingJudgement(tiers=[[2], [0, 3], [1]])) == (2, 1)
+    assert extreme_pair(RankingJudgement(tiers=[[1, 2], [0]])) == (1, 0)  # a tied top: its first answer
+    assert extreme_pair(RankingJudgement(tiers=[[0, 1, 2]])) is None  # all tied: no preference
+    assert extreme_pair(PairwiseJudgement(a=0, b=1, choice="b")) == (1, 0)
+    assert extreme_pair(PairwiseJudgement(a=0, b=1, choice="tie")) is None
+    recipe = write_recipe(tmp_path, tiny_model_dir, "bad")
+    recipe.write_text(recipe.read_text().replace("algo: dpo,", "algo: dpo, pairs: annotators,"))
+    with pytest.raises(DataError, match="policy.pairs"):
+        read_loop_recipe(recipe)
+    recipe.write_text(recipe.read_text().replace("algo: dpo, pairs: annotators,", "algo: grpo, pairs: judgements,"))
+    with pytest.raises(DataError, match="only with algo: dpo"):
+        read_loop_recipe(recipe)

@@ -97,7 +97,24 @@ def read_loop_recipe(path: str | Path) -> LoopConfig:
     algo = cfg.policy.get("algo", "dpo")
     if algo not in POLICY_ALGOS:
         raise DataError(path, None, "policy.algo", f"expected one of {', '.join(POLICY_ALGOS)}, got {algo!r}")
+    if cfg.policy.get("pairs", "reward_model") not in ("reward_model", "judgements") or (
+            "pairs" in cfg.policy and algo != "dpo"):
+        raise DataError(path, None, "policy.pairs", "expected reward_model or judgements, and only with algo: dpo; "
+                        f"got {cfg.policy.get('pairs')!r} with algo {algo!r}")
     return cfg
+
+
+def extreme_pair(judgement) -> tuple[int, int] | None:
+    """(best, worst) response indices of one judgement: the first of the top tier and of the
+    bottom tier of a ranking, or the single pair of a pairwise choice; None for a tie or when
+    the judgement implies no preference."""
+    from rlhfkit.schema import judgement_to_pairs
+
+    pairs = judgement_to_pairs(judgement)
+    if not pairs:
+        return None
+    tiers = getattr(judgement, "tiers", None)
+    return (tiers[0][0], tiers[-1][0]) if tiers else pairs[0]
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -303,7 +320,10 @@ class Loop:
                 json.loads((rm / "lineage.json").read_text())["judgements_sha256"], **trained_on})
 
     def _policy_dpo(self, k: int, out: Path) -> dict:
-        """Online iterative DPO: the reward model picks (best, worst) of each prompt's samples."""
+        """Online iterative DPO on this round's samples. ``policy.pairs`` says who picks each
+        prompt's (best, worst): ``reward_model`` (default; "RLHF Workflow", Dong et al. 2024) or
+        ``judgements``: the annotators' own top and bottom answer of each ranking (as Llama 3's
+        DPO rounds train on the human preference pairs of each round)."""
         from rlhfkit.data import read_items
         from rlhfkit.models import load_causal_lm
         from rlhfkit.rewards.model_reward import ModelReward
@@ -311,19 +331,27 @@ class Loop:
         from rlhfkit.trainers.config import DPOConfig
         from rlhfkit.trainers.dpo import DPOTrainer
 
-        items = read_items(self.round_dir(k) / "samples.jsonl")
-        scorer = ModelReward.load(self.round_dir(k) / "reward")
         pairs = []
-        for item in items:
-            texts = [r.text for r in item.responses]
-            scores = scorer([item.prompt] * len(texts), texts)
-            best, worst = max(range(len(texts)), key=scores.__getitem__), min(range(len(texts)), key=scores.__getitem__)
-            if scores[best] > scores[worst]:
-                pairs.append(PreferencePair(prompt=item.prompt, chosen=texts[best], rejected=texts[worst]))
-        del scorer
+        if self.cfg.policy.get("pairs", "reward_model") == "judgements":
+            for item in read_items(self.round_dir(k) / "judgements.jsonl"):
+                for annotation in item.annotations:
+                    best_worst = extreme_pair(annotation.judgement)
+                    if best_worst:
+                        pairs.append(PreferencePair(prompt=item.prompt, chosen=item.responses[best_worst[0]].text,
+                                                    rejected=item.responses[best_worst[1]].text))
+        else:
+            scorer = ModelReward.load(self.round_dir(k) / "reward")
+            for item in read_items(self.round_dir(k) / "samples.jsonl"):
+                texts = [r.text for r in item.responses]
+                scores = scorer([item.prompt] * len(texts), texts)
+                best = max(range(len(texts)), key=scores.__getitem__)
+                worst = min(range(len(texts)), key=scores.__getitem__)
+                if scores[best] > scores[worst]:
+                    pairs.append(PreferencePair(prompt=item.prompt, chosen=texts[best], rejected=texts[worst]))
+            del scorer
         settings = {"out": str(out), "seed": self.cfg.seed + k, "progress": self.cfg.progress, "dtype": self.cfg.dtype,
                     "max_length": 256, "batch_size": 4, "lr": 5e-6, "lr_schedule": "constant", "epochs": 1.0,
-                    **{key: v for key, v in self.cfg.policy.items() if key != "algo"}}
+                    **{key: v for key, v in self.cfg.policy.items() if key not in ("algo", "pairs")}}
         dpo_cfg = DPOConfig(**settings)
         policy, tokenizer = load_causal_lm(self.policy_source(k), dtype="fp32")
         trainer = DPOTrainer(policy, tokenizer, dpo_cfg, out_dir=out).setup(pairs)
