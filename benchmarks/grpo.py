@@ -180,7 +180,9 @@ def run_ours(folder, problems: list[dict], args, dtype: str, reward: RecordedRul
     return out
 
 
-def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule) -> dict:
+def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule, probe: dict) -> dict:
+    """``problems`` in the order TRL takes them; ``probe``: the problem whose prompt token ids are
+    compared with ours (our run reports its first problem's, so pass that one)."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -213,7 +215,7 @@ def run_trl(folder, problems: list[dict], args, dtype: str, reward: RecordedRule
         logging_steps=1, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
     trainer = GRPOTrainer(model=policy, reward_funcs=reward.trl_adapter(), args=cfg, train_dataset=data,
                           processing_class=tokenizer, callbacks=[StepClock()])
-    prompt_ids = list(trainer._tokenize_prompts([messages(problems[0])])[0][0])
+    prompt_ids = list(trainer._tokenize_prompts([messages(probe)])[0][0])
     trainer.train()
     out = {"seconds": [b - a for a, b in zip(ends, ends[1:])], "prompt_ids": prompt_ids,
            "settings": {"loss_type": trainer.loss_type, "scale_rewards": trainer.scale_rewards, "beta": trainer.beta,
@@ -299,7 +301,7 @@ def main(argv=None) -> None:
         if name == "ours":
             results[name] = run_ours(folder, problems, args, dtype, rewards[name])
         else:
-            results[name] = run_trl(folder, in_step_order, args, dtype, rewards[name])
+            results[name] = run_trl(folder, in_step_order, args, dtype, rewards[name], probe=problems[0])
         print(f"[{name}] done in {time.perf_counter() - t0:.1f} s (including model load and set-up)", flush=True)
         gc.collect()
     report(args, results, rewards)
