@@ -141,7 +141,7 @@ class RewardTrainConfig(TrainConfig):
     max_length: int = _f(512, "tokens per prompt+response; prompts are cut from the left")
     batch_size: int = _f(8, "examples (pairs, rankings or ratings) per micro-batch")
     loss: str = _f("bt", "bt (Bradley-Terry on pairs) | pl (Plackett-Luce on K-wise rankings with ties, "
-                   "one row [prompt | r1 | ... | rK] each) | regression (squared error on scalar ratings). "
+                   "one row prompt | r1 | ... | rK each) | regression (squared error on scalar ratings). "
                    "Mixed files: bt and pl use rankings and pairwise choices (bt splits a ranking into its "
                    "pairs; pl keeps it whole and reads a pair as a ranking of 2); regression uses ratings "
                    "only; other labels are left out with a warning (docs/reward-models.md)")
@@ -153,7 +153,9 @@ class RewardTrainConfig(TrainConfig):
     lr_schedule: str = _f("cosine", "learning-rate decay after warm-up: constant | linear | cosine")
     lora_alpha: float = _f(32.0, "LoRA alpha")
     log_every: int = _f(10, "write a metrics line every N steps")
-    packing: bool = _f(True, "run [prompt, chosen, rejected] as one row (prompt computed once)")
+    # no square brackets in help texts: typer's rich help reads them as markup and drops them
+    packing: bool = _f(True, "run prompt, chosen, rejected (or a ranking's K responses) as one row, the prompt "
+                       "computed once")
     n_heads: int = _f(1, "reward heads on the shared backbone (an ensemble when > 1)")
     freeze_layers: int = _f(0, "freeze the embeddings and the first N decoder layers")
     label_smoothing: float = _f(0.0, "Bradley-Terry label smoothing in [0, 0.5]")
