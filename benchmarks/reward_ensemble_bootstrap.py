@@ -5,7 +5,7 @@ it). Per seed, two BT reward models with ``--heads`` heads on one tiny backbone,
 initialisation and steps: heads that differ only by initialisation, and heads trained on their
 own bootstrap resamples (``--bootstrap``). For each, the evaluation's ``ensemble`` block: ECE
 (10 bins) of the ensemble mean, and the accuracy on the least- vs most-disputed quartile of the
-held-out pairs. Prints one JSON line per run and a summary line.
+held-out pairs, by the std of member margins and by std / |mean margin|. Prints one JSON line per run and a summary line.
 
     flock /tmp/rlhfkit-heavy.lock nice -n 10 python benchmarks/reward_ensemble_bootstrap.py
 """
@@ -60,6 +60,8 @@ def main(argv=None) -> None:
                 run = {"seed": seed, "bootstrap": bootstrap, "accuracy": s["accuracy"], "ece": e["ece"],
                        "least_disputed": e["least_disputed"]["accuracy"], "most_disputed": e["most_disputed"]["accuracy"],
                        "accuracy_gap": e["accuracy_gap"], "mean_disagreement": s["mean_disagreement"],
+                       "relative_least": e["by_relative_disagreement"]["least_disputed"]["accuracy"],
+                       "relative_most": e["by_relative_disagreement"]["most_disputed"]["accuracy"],
                        "member_accuracy": e["member_accuracy"]}
                 print(json.dumps(run), flush=True)
                 runs.append(run)
@@ -68,7 +70,8 @@ def main(argv=None) -> None:
         rs = [r for r in runs if r["bootstrap"] == bootstrap]
         summary["bootstrap" if bootstrap else "init_only"] = {
             k: round(statistics.mean(r[k] for r in rs), 4)
-            for k in ("accuracy", "ece", "least_disputed", "most_disputed", "accuracy_gap", "mean_disagreement")}
+            for k in ("accuracy", "ece", "least_disputed", "most_disputed", "accuracy_gap", "mean_disagreement",
+                      "relative_least", "relative_most")}
     print(json.dumps(summary))
 
 

@@ -61,8 +61,13 @@ def test_ensemble_report_by_hand():
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     mean_p = [(sig(a) + sig(b)) / 2 for a, b in MEMBER_MARGINS]
     assert r["ece_mean_probability"] == pytest.approx(probability_calibration_error(mean_p, 10), abs=1e-12)
-    # by hand for 10 bins: the three agreeing pairs have confidence sigmoid(1), sigmoid(2), sigmoid(1)
     assert r["ece"] != r["ece_mean_probability"]
+    # relative disagreement std / |mean|: 0, 0, 0, 0.5, 3, 2, 2, 3 -> least: pairs 0, 1 (right, right);
+    # most: pairs 4 (0.75 / 0.25 = 3, right) and 7 (3 / 1, wrong)
+    rel = r["by_relative_disagreement"]
+    assert rel["least_disputed"] == {"n": 2, "accuracy": 1.0, "mean_disagreement": 0.0}
+    assert rel["most_disputed"] == {"n": 2, "accuracy": 0.5, "mean_disagreement": 3.0}
+    assert rel["accuracy_gap"] == 0.5
     with pytest.raises(ValueError, match="at least 2 members"):
         ensemble_report([[1.0], [2.0]])
 

@@ -107,5 +107,7 @@ def ensemble_line(e: dict) -> str:
     if e["least_disputed"] is None:
         return line + "; under 4 pairs, no disagreement quartiles"
     least, most = e["least_disputed"], e["most_disputed"]
+    rel = e["by_relative_disagreement"]
     return (line + f"; accuracy on the least-disputed quartile {least['accuracy']:.3f} (n={least['n']}), "
-            f"most-disputed {most['accuracy']:.3f} (n={most['n']})")
+            f"most-disputed {most['accuracy']:.3f} (n={most['n']}); by std/|mean margin|: "
+            f"{rel['least_disputed']['accuracy']:.3f} vs {rel['most_disputed']['accuracy']:.3f}")

@@ -273,6 +273,10 @@ def rm(run, a: str) -> str:
         for key in ("least_disputed", "most_disputed"):
             if ens.get(key):
                 extra.append([f"accuracy, {key.replace('_', '-')} quartile (n={ens[key]['n']})", ens[key]["accuracy"]])
+        rel = ens.get("by_relative_disagreement") or {}
+        for key in ("least_disputed", "most_disputed"):
+            if rel.get(key):
+                extra.append([f"accuracy, {key.replace('_', '-')} quartile by std/|margin|", rel[key]["accuracy"]])
     cap = ("Held-out pair accuracy (ties count as wrong) with its bootstrap 95% CI, split by whether the chosen "
            "answer is the longer one. <b>Much higher accuracy when the chosen answer is longer, or a score that "
            "correlates with length, means the model partly scores length</b>; ECE near 0 means sigmoid(margin) "

@@ -16,7 +16,9 @@ Metrics (pure functions on per-pair numbers, so tests can work them out by hand)
   members' probabilities, mean(sigmoid(m)). Whether disagreement predicts error: pairs sorted by
   disagreement (ties by input order), accuracy of the ensemble margin on the least-disputed
   quarter (the first n // 4) and on the most-disputed quarter (the last n // 4); a useful
-  ensemble is less accurate where it disagrees.
+  ensemble is less accurate where it disagrees. The std grows with the size of the margin
+  (members that agree on the order but differ in scale), so the same split is also reported by
+  the relative disagreement std(m) / |mean(m)| (0 when std is 0, infinite when only the mean is).
 """
 
 from __future__ import annotations
@@ -110,6 +112,10 @@ def ensemble_report(member_margins: Sequence[Sequence[float]], bins: int = ECE_B
     mean_probability = [sum(_sigmoid(x) for x in m) / len(m) for m in member_margins]
     quartiles = disputed_quartiles(mean, spread)
     least, most = quartiles["least_disputed"], quartiles["most_disputed"]
+    relative = disputed_quartiles(mean, [0.0 if sd == 0 else sd / abs(mu) if mu else math.inf
+                                         for sd, mu in zip(spread, mean)])
+    if relative["least_disputed"]:
+        relative["accuracy_gap"] = relative["least_disputed"]["accuracy"] - relative["most_disputed"]["accuracy"]
     return {
         "members": len(member_margins[0]),
         "ece_bins": bins,
@@ -118,6 +124,7 @@ def ensemble_report(member_margins: Sequence[Sequence[float]], bins: int = ECE_B
         "member_accuracy": [pair_accuracy([m[h] for m in member_margins]) for h in range(len(member_margins[0]))],
         **quartiles,
         "accuracy_gap": least["accuracy"] - most["accuracy"] if least else None,
+        "by_relative_disagreement": relative,
     }
 
 
