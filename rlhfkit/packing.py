@@ -194,6 +194,20 @@ def tokenize_reward_pairs(tokenizer, pairs, max_length: int) -> list[TokenizedGr
     return groups
 
 
+def tokenize_reward_groups(tokenizer, examples, max_length: int) -> list[TokenizedGroup]:
+    """``(prompt, completions, weight)`` triples tokenised the way reward models read text: a
+    K-wise ranking is one group of K (``[prompt | r1 | ... | rK]`` when collated), a rated
+    response a group of one. An empty answer is an error, as in ``tokenize_reward_pairs``."""
+    out = []
+    for i, (prompt, completions, weight) in enumerate(examples):
+        group = tokenize_group(tokenizer, prompt, list(completions), max_length, index=i, weight=float(weight),
+                               **REWARD_TOKENIZATION)
+        if group is None:
+            raise ValueError(f"example {i}: a response tokenised to zero tokens")
+        out.append(group)
+    return out
+
+
 # --------------------------------------------------------------------------- segment rows
 @dataclass
 class Segment:
@@ -214,6 +228,7 @@ class PackedBatch:
     lengths: torch.Tensor = field(default=None)  # (S,) scored tokens per output sequence
     last_index: torch.Tensor = field(default=None)  # (S,) flat index into B*L of each sequence's last token
     target_position: torch.Tensor = field(default=None)  # (N,) position of each scored token in its sequence
+    group_slots: torch.Tensor = field(default=None)  # (B, G) output sequence of completion g of group b; -1 = none
 
     @property
     def num_tokens(self) -> int:
@@ -287,25 +302,47 @@ def per_sequence(values: torch.Tensor, batch: PackedBatch, width: int | None = N
     return out.index_put((batch.sequence_index.to(values.device), batch.target_position.to(values.device)), values)
 
 
+def group_slots(sizes: Sequence[int]) -> torch.Tensor:
+    """(B, G_max) output-sequence number of completion g of group b, -1 where group b has fewer
+    than G_max completions. Numbering is completion-major over the completions that exist:
+
+        s = 0
+        for g in range(G_max):
+            for b in range(B):
+                if g < sizes[b]: slots[b, g] = s; s += 1
+
+    so when every group has G completions, ``slots[b, g] = g * B + b``."""
+    width = max(sizes) if sizes else 0
+    slots = torch.full((len(sizes), width), -1, dtype=torch.long)
+    s = 0
+    for g in range(width):
+        for b, size in enumerate(sizes):
+            if g < size:
+                slots[b, g] = s
+                s += 1
+    return slots
+
+
 def collate_groups(groups: list[TokenizedGroup], pad_id: int, shared_prompt: bool = True) -> PackedBatch:
-    """A batch of B groups of G completions; output sequence ``g * B + b`` is completion g of group b
-    (for pairs: ``[chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}]``).
+    """A batch of B groups of completions; output sequence ``group_slots(sizes)[b, g]`` is
+    completion g of group b. With G completions in every group that is ``g * B + b`` (for pairs:
+    ``[chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}]``); groups of different sizes (K-wise
+    rankings of different K) may share a batch, and ``PackedBatch.group_slots`` holds the map.
 
     ``shared_prompt=True``: one row per group, ``[prompt | c1 | ... | cG]``.
-    ``shared_prompt=False``: the plain layout, G*B rows ``prompt + c_g`` (completion-major).
+    ``shared_prompt=False``: the plain layout, one row ``prompt + c_g`` per completion
+    (completion-major, in output-sequence order).
     """
-    b = len(groups)
-    sizes = {len(g.completion_ids) for g in groups}
-    if len(sizes) != 1:
-        raise ValueError(f"groups in one batch must have the same number of completions, got {sorted(sizes)}")
-    size = sizes.pop()
+    slots = group_slots([len(g.completion_ids) for g in groups])
     if shared_prompt:
-        rows = [[Segment(g.prompt_ids)] + [Segment(c, 0, k * b + i) for k, c in enumerate(g.completion_ids)]
+        rows = [[Segment(g.prompt_ids)] + [Segment(c, 0, int(slots[i, k])) for k, c in enumerate(g.completion_ids)]
                 for i, g in enumerate(groups)]
     else:
-        rows = [[Segment(g.prompt_ids), Segment(g.completion_ids[k], 0, k * b + i)]
-                for k in range(size) for i, g in enumerate(groups)]
-    return collate_rows(rows, pad_id, size * b)
+        rows = [[Segment(g.prompt_ids), Segment(g.completion_ids[k], 0, int(slots[i, k]))]
+                for k in range(slots.shape[1]) for i, g in enumerate(groups) if k < len(g.completion_ids)]
+    batch = collate_rows(rows, pad_id, int((slots >= 0).sum()))
+    batch.group_slots = slots
+    return batch
 
 
 collate_pairs = collate_groups  # a pair is a group of two: the name the pairwise trainers read best

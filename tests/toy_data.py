@@ -37,3 +37,35 @@ def lowercase_share(prompts, completions, **metadata) -> list[float]:
     """A toy reward for online RL on a random byte-level model: the share of a completion's
     characters that are lowercase ASCII letters (about 0.1 for uniform random bytes)."""
     return [sum("a" <= ch <= "z" for ch in c) / max(1, len(c)) for c in completions]
+
+
+def polite_rankings(n: int, seed: int = 0) -> list:
+    """K-wise rankings (K = 2, 3 or 4) with ties: polite answers beat neutral ones beat rude ones,
+    answers of one kind are tied; prompts vary in length, weights vary."""
+    from rlhfkit.data.reward_labels import RankedResponses
+
+    rng = random.Random(seed)
+    words = ["cat", "tree", "bread", "car", "sun", "rain", "code", "tea"]
+    kinds = {0: [" Sure, happy to help.", " Of course!"], 1: [" Maybe.", " Hmm, ok"], 2: [" No. Go away", " shut up!!"]}
+    out = []
+    for _ in range(n):
+        q = " ".join(rng.choice(words) for _ in range(rng.randint(1, 10)))
+        k = rng.choice([2, 3, 4])
+        levels = [rng.randrange(3) for _ in range(k)]
+        if len(set(levels)) == 1:  # at least two tiers
+            levels[0] = (levels[0] + 1) % 3
+        texts = tuple(rng.choice(kinds[lv]) + " " * i for i, lv in enumerate(levels))  # distinct texts
+        tiers = tuple(tuple(i for i in range(k) if levels[i] == lv) for lv in sorted(set(levels)))
+        out.append(RankedResponses(f"\n\nHuman: {q}?\n\nAssistant:", texts, tiers, rng.choice([0.5, 1.0, 2.0])))
+    return out
+
+
+def count_x(text: str) -> float:
+    """The gold scorer of the counting task: how many times the letter x occurs."""
+    return float(text.count("x"))
+
+
+def counting_responses(n: int, seed: int = 0, length: int = 8) -> list[str]:
+    """Responses of ``length`` letters from {x, o}, so the gold (``count_x``) is learnable as a share."""
+    rng = random.Random(seed)
+    return ["".join(rng.choice("xo") for _ in range(length)) for _ in range(n)]

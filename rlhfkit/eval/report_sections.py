@@ -267,10 +267,21 @@ def rm(run, a: str) -> str:
         rows.append(("baseline: pick the longer", r["longer_answer_baseline"], None, None, "muted"))
     extra = [[k.replace("_", " "), r[k]] for k in ("n_pairs", "ece", "mean_margin", "ties", "score_length_correlation",
                                                     "mean_disagreement", "n_heads") if k in r]
+    ens = r.get("ensemble") or {}
+    if ens:
+        extra.append([f"ensemble ECE ({ens.get('ece_bins')} bins)", ens.get("ece")])
+        for key in ("least_disputed", "most_disputed"):
+            if ens.get(key):
+                extra.append([f"accuracy, {key.replace('_', '-')} quartile (n={ens[key]['n']})", ens[key]["accuracy"]])
+        rel = ens.get("by_relative_disagreement") or {}
+        for key in ("least_disputed", "most_disputed"):
+            if rel.get(key):
+                extra.append([f"accuracy, {key.replace('_', '-')} quartile by std/|margin|", rel[key]["accuracy"]])
     cap = ("Held-out pair accuracy (ties count as wrong) with its bootstrap 95% CI, split by whether the chosen "
            "answer is the longer one. <b>Much higher accuracy when the chosen answer is longer, or a score that "
            "correlates with length, means the model partly scores length</b>; ECE near 0 means sigmoid(margin) "
-           f"is a calibrated probability. Source: {esc(run.rm_file)}.")
+           "is a calibrated probability. For an ensemble, lower accuracy on the most-disputed quartile of pairs "
+           f"(by the std of member margins) means its disagreement flags likely errors. Source: {esc(run.rm_file)}.")
     return panel(a, "Reward-model diagnostics", cap,
                  side_by_side(img(plots.forest(rows, 0.5, "pair accuracy"), "reward-model accuracy"),
                               table(["measure", "value"], extra, cls="kv")))

@@ -136,7 +136,8 @@ class RewardModel(nn.Module):
             positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
             last_index = (positions * attention_mask).argmax(dim=1)  # (B,)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return self.head(hidden[rows, last_index]).float()  # (B, H)
+        out = self.head(hidden[rows, last_index])  # (B, H)
+        return out.to(torch.promote_types(out.dtype, torch.float32))  # fp32, or fp64 for an fp64 model
 
     def rewards(self, batch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(S, H) rewards of every scored segment of a ``PackedBatch`` (``rlhfkit.packing``),
@@ -151,7 +152,18 @@ class RewardModel(nn.Module):
         with autocast_context(dtype, device):
             hidden = packed_hidden_states(self.backbone, batch, dtype)  # (B, T, D)
             picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.last_index)  # (S, D)
-            return self.head(picked).float()  # (S, H)
+            out = self.head(picked)  # (S, H)
+            # bf16 -> fp32 for the losses; an fp64 model (exactness tests) keeps fp64
+            return out.to(torch.promote_types(out.dtype, torch.float32))
+
+    def group_rewards(self, batch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, G, H) rewards of a batch of groups made by ``collate_groups`` (a K-wise ranking is a
+        group of K): ``[b, g]`` is completion g of group b, read at its last token; slots past a
+        group's own size (groups of different K in one batch) hold 0."""
+        rewards = self.rewards(batch, dtype)  # (S, H)
+        slots = batch.group_slots.to(rewards.device)  # (B, G)
+        picked = rewards.index_select(0, slots.clamp(min=0).flatten()).view(*slots.shape, -1)  # (B, G, H)
+        return picked * (slots >= 0).unsqueeze(-1)
 
     def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen (B, H), rejected (B, H)) from a batch of pairs made by ``collate_pairs``."""
@@ -184,6 +196,15 @@ class RewardEnsemble:
         self.members = members
 
     @torch.no_grad()
+    def group_rewards(self, batch, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B, G, H) rewards of a batch of groups made by ``collate_groups`` (a K-wise ranking is a
+        group of K): ``[b, g]`` is completion g of group b, read at its last token; slots past a
+        group's own size (groups of different K in one batch) hold 0."""
+        rewards = self.rewards(batch, dtype)  # (S, H)
+        slots = batch.group_slots.to(rewards.device)  # (B, G)
+        picked = rewards.index_select(0, slots.clamp(min=0).flatten()).view(*slots.shape, -1)  # (B, G, H)
+        return picked * (slots >= 0).unsqueeze(-1)
+
     def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         outs = [m.pair_rewards(batch, dtype) for m in self.members]
         return torch.cat([c for c, _ in outs], dim=1), torch.cat([r for _, r in outs], dim=1)

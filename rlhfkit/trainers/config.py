@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 SCHEDULES = ("constant", "linear", "cosine")
 REPORTERS = ("none", "tensorboard", "wandb", "mlflow")
 LOSSES = ("dpo", "ipo", "cdpo", "robust", "simpo", "kto")
+REWARD_LOSSES = ("bt", "pl", "regression")
 
 
 def _f(default, help: str, **extra):
@@ -138,18 +139,36 @@ class ILFConfig(SFTConfig):
 class RewardTrainConfig(TrainConfig):
     out: str = _f("runs/rm", "output folder (a transformers-loadable model)")
     max_length: int = _f(512, "tokens per prompt+response; prompts are cut from the left")
-    batch_size: int = _f(8, "pairs per micro-batch")
+    batch_size: int = _f(8, "examples (pairs, rankings or ratings) per micro-batch")
+    loss: str = _f("bt", "bt (Bradley-Terry on pairs) | pl (Plackett-Luce on K-wise rankings with ties, "
+                   "one row prompt | r1 | ... | rK each) | regression (squared error on scalar ratings). "
+                   "Mixed files: bt and pl use rankings and pairwise choices (bt splits a ranking into its "
+                   "pairs; pl keeps it whole and reads a pair as a ranking of 2); regression uses ratings "
+                   "only; other labels are left out with a warning (docs/reward-models.md)")
+    bootstrap: bool = _f(False, "train each head on its own bootstrap resample of the training examples "
+                         "(seeded by seed and head), so an ensemble's spread reflects the data, not only "
+                         "the initialisation")
     lr: float = _f(2e-5, "peak learning rate (AdamW)")
     warmup_ratio: float = _f(0.05, "share of all steps used for linear warm-up")
     lr_schedule: str = _f("cosine", "learning-rate decay after warm-up: constant | linear | cosine")
     lora_alpha: float = _f(32.0, "LoRA alpha")
     log_every: int = _f(10, "write a metrics line every N steps")
-    packing: bool = _f(True, "run [prompt, chosen, rejected] as one row (prompt computed once)")
+    # no square brackets in help texts: typer's rich help reads them as markup and drops them
+    packing: bool = _f(True, "run prompt, chosen, rejected (or a ranking's K responses) as one row, the prompt "
+                       "computed once")
     n_heads: int = _f(1, "reward heads on the shared backbone (an ensemble when > 1)")
     freeze_layers: int = _f(0, "freeze the embeddings and the first N decoder layers")
     label_smoothing: float = _f(0.0, "Bradley-Terry label smoothing in [0, 0.5]")
     center_rewards_coef: float = _f(0.0, "penalty on (r_c + r_r)^2 keeping rewards centred")
     eval_batch_size: int = _f(16, "pairs per evaluation batch")
+
+    def validate(self) -> "RewardTrainConfig":
+        if self.loss not in REWARD_LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose {', '.join(REWARD_LOSSES)}")
+        if self.n_heads < 1:
+            raise ValueError(f"n_heads must be >= 1, got {self.n_heads}")
+        super().validate()
+        return self
 
 
 ALGOS = ("grpo", "rloo", "ppo", "raft")

@@ -34,7 +34,8 @@ def trained_runs(tmp_path_factory):
     runs = {"reward": base / "rm", "dpo": base / "dpo"}
     res = CliRunner().invoke(reward_cmd.app, ["train", "--data", data, "--eval", data, "--model", model_dir,
                                               "--out", str(runs["reward"]), "--max-steps", "4", "--batch-size", "4",
-                                              "--eval-every", "2", "--no-progress"])
+                                              "--eval-every", "2", "--no-progress",
+                                              "--n-heads", "2", "--bootstrap"])  # an ensemble: its rows in the report
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(dpo_cmd.app, ["--data", data, "--model", model_dir, "--out", str(runs["dpo"]),
                                            "--epochs", "2", "--lr", "1e-3", "--eval-data", data, "--kl-prompts", "2",

@@ -109,6 +109,11 @@ def test_reward_model_run_from_the_real_trainer(trained_runs, tmp_path):
     meta = json.loads((trained_runs["reward"] / "rlhfkit_reward.json").read_text())
     assert panels(page) == {"curves", "rm"}
     assert f"{meta['eval']['accuracy']:.3f}" in page and "reward model" in page
+    ens = meta["eval"]["ensemble"]  # 2 bootstrap heads: the ensemble's calibration and disputed quartiles
+    from rlhfkit.eval.report_sections import fmt
+
+    assert f"<td>ensemble ECE (10 bins)</td><td class=\"num\">{fmt(ens['ece'])}</td>" in page
+    assert f"accuracy, most-disputed quartile (n={ens['most_disputed']['n']})" in page
     for missing in ("eval/overoptimization.json", "eval/winrate.json", "eval/sycophancy.json",
                     "samples/step-N.jsonl", "eval/annotators.json"):
         assert f"not available: {missing}" in page

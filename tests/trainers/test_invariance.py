@@ -7,6 +7,10 @@ that registers in ``rlhfkit.trainers.registry`` gets these tests without writing
   bit for bit;
 - parameters move and every loss is finite;
 - the output folder loads in plain transformers.
+
+``reward-pl`` is the reward trainer with ``loss="pl"`` on K-wise rankings of mixed K with ties,
+so the same guarantees cover rankings packed as one row; ``reward-bootstrap`` is a 3-head
+ensemble whose heads train on their own bootstrap resamples (weights that differ per head).
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ import torch
 
 from rlhfkit.trainers.config import RLConfig
 from rlhfkit.trainers.registry import TRAINERS
-from tests.toy_data import polite_pairs
+from tests.toy_data import polite_pairs, polite_rankings
 
 torch.set_num_threads(1)  # tiny models: threads only contend on this shared 2-core machine
 
-NAMES = sorted(TRAINERS)
+VARIANTS = {"reward-pl": ("reward", {"loss": "pl"}),
+            "reward-bootstrap": ("reward", {"n_heads": 3, "bootstrap": True})}  # name -> (registered trainer, config overrides)
+NAMES = sorted(TRAINERS) + sorted(VARIANTS)
 
 
 def make(name: str, model_dir, out=None, **overrides):
+    data = polite_rankings(16) if name == "reward-pl" else polite_pairs(16)
+    name, variant = VARIANTS.get(name, (name, {}))
+    overrides = {**variant, **overrides}
     entry = TRAINERS[name]
     settings = dict(model=str(model_dir), lr=1e-3, lr_schedule="constant", warmup_ratio=0.0, max_grad_norm=0.0,
                     batch_size=8, grad_accum=1, max_steps=3, max_length=64, progress=False, seed=0, log_every=1)
@@ -35,7 +44,7 @@ def make(name: str, model_dir, out=None, **overrides):
     if entry.config is RLConfig:  # online RL: prompts from the pairs, a toy rule as the reward
         settings = {"reward": "tests.toy_data:lowercase_share", "group_size": 4, "max_new_tokens": 6,
                     "kl_coef": 0.04, **settings}
-    return entry.build(entry.config(**settings), polite_pairs(16), out)
+    return entry.build(entry.config(**settings), data, out)
 
 
 def flat(model) -> torch.Tensor:
@@ -86,6 +95,6 @@ def test_parameters_move_losses_finite_and_output_loads(name, tiny_model_dir, tm
     assert all(math.isfinite(h["loss"]) and math.isfinite(h["grad_norm"]) for h in trainer.history)
     assert (flat(trainer.model) - before).abs().max() > 1e-4
     folder = trainer.save()
-    loaded = getattr(transformers, TRAINERS[name].saved_as).from_pretrained(folder)
+    loaded = getattr(transformers, TRAINERS[VARIANTS.get(name, (name,))[0]].saved_as).from_pretrained(folder)
     assert loaded.num_parameters() > 0
     assert (folder / "metrics.jsonl").read_text().count("\n") == 3
