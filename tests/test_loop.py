@@ -109,7 +109,7 @@ def test_reward_data_new_continues_the_previous_reward_model(tmp_path, tiny_mode
 
     recipe = write_recipe(tmp_path, tiny_model_dir, "cont")
     # lr 0: a continued model must come out exactly as it went in, i.e. equal to round 1's
-    recipe.write_text(recipe.read_text().replace("lr: 0.001}\npolicy", "lr: 0.0}\npolicy")
+    recipe.write_text(recipe.read_text().replace("lr: 0.001}\npolicy", "lr: 0.0, loss: pl}\npolicy")
                       .replace("algo: dpo,", "algo: dpo, pairs: judgements,")
                       + "reward_data: new\neval_samples: 2\n")
     res = CliRunner().invoke(app, ["loop", str(recipe), "--no-progress"])
@@ -124,8 +124,9 @@ def test_reward_data_new_continues_the_previous_reward_model(tmp_path, tiny_mode
     lineage = json.loads((run / "round-2" / "reward" / "lineage.json").read_text())
     assert lineage["judgements"] == 4 and lineage["judgement_files"] == [str(run / "round-2" / "judgements.jsonl")]
     assert lineage["parent_reward_model"] == str(run / "round-1" / "reward")
+    assert lineage["loss"] == "pl" and lineage["pairs"] == 4  # one whole ranking per item, not 3 pairs each
     res = CliRunner().invoke(app, ["lineage", str(run / "round-2" / "policy")])
-    assert res.exit_code == 0 and "round-1/reward" in res.output  # the chain reaches round 1's judgements
+    assert res.exit_code == 0 and "round-1/reward" in res.output and "4 rankings" in res.output
     winrate = json.loads((run / "round-2" / "eval" / "winrate.json").read_text())
     assert winrate["n"] == 8 and winrate["prompts"] == 4 and winrate["ci_resamples"] == "prompts"
     # pairs: judgements -> one (top, bottom) pair per ranking that is not a full tie, from the annotators

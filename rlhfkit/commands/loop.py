@@ -66,7 +66,8 @@ def lineage_lines(path: Path, depth: int = 0) -> list[str]:
         return [f"{pad}{path}: base model (no lineage.json)"]
     meta = json.loads(meta_path.read_text())
     if meta["kind"] == "reward_model":
-        lines = [f"{pad}reward model {path}: {meta['pairs']} pairs from {meta['judgements']} judgements "
+        unit = {"pl": "rankings", "regression": "ratings"}.get(meta.get("loss", "bt"), "pairs")  # what the loss trained on
+        lines = [f"{pad}reward model {path}: {meta['pairs']} {unit} from {meta['judgements']} judgements "
                  f"(sha256 {meta['judgements_sha256'][:16]}...) in " + ", ".join(meta["judgement_files"])]
         if meta.get("parent_reward_model"):  # continued from an earlier round's model
             lines += lineage_lines(Path(meta["parent_reward_model"]), depth + 1)

@@ -276,7 +276,7 @@ class Loop:
     # ---- phase 3: reward model
     def phase_reward(self, k: int) -> None:
         from rlhfkit.data import read_items
-        from rlhfkit.schema import item_to_pairs
+        from rlhfkit.data.reward_labels import reward_examples
         from rlhfkit.trainers.config import RewardTrainConfig
         from rlhfkit.trainers.reward_model import train_reward_model
 
@@ -285,10 +285,11 @@ class Loop:
         parent = self.reward_parent(k)
         files = [self.round_dir(k) / "judgements.jsonl"] if parent else self.judgement_files(k)
         items = [it for path in files for it in read_items(path)]
-        pairs = [p for it in items for p in item_to_pairs(it)]
         settings = {"model": self.cfg.model, "out": str(out), "seed": self.cfg.seed + k, "progress": self.cfg.progress,
                     "max_length": 192, "freeze_layers": 0, **self.cfg.reward}
         rm_cfg = RewardTrainConfig(**settings)
+        # the examples the loss trains on: pairs (bt), whole rankings (pl) or ratings (regression)
+        pairs = reward_examples(items, rm_cfg.loss, source=", ".join(str(f) for f in files))
         model = None
         if parent:
             from rlhfkit.models.reward_model import RewardModel
@@ -297,7 +298,7 @@ class Loop:
         folder, _ = train_reward_model(rm_cfg, train_pairs=pairs, model=model)
         hashes = [content_hash({"item": it.id, "annotation": a.model_dump(mode="json")})
                   for it in items for a in it.annotations]
-        lineage = {"kind": "reward_model", "backbone": self.cfg.model, "pairs": len(pairs),
+        lineage = {"kind": "reward_model", "backbone": self.cfg.model, "loss": rm_cfg.loss, "pairs": len(pairs),
                    "judgement_files": [str(p) for p in files], "judgements": len(hashes),
                    "judgement_hashes": hashes, "judgements_sha256": content_hash(hashes)}
         if parent:
