@@ -117,6 +117,7 @@ class HeadConfig:
     steps: int = 200
     batch_size: int = 32
     weight_decay: float = 0.0
+    bootstrap: bool = False  # each head sees its own bootstrap resample (bagging), not the same data
 
 
 class HeadTrainer:
@@ -140,6 +141,12 @@ class HeadTrainer:
             self.model.weight.copy_(torch.randn(self.model.weight.shape, generator=gen) * 0.02)
         self._rng = random.Random(seed)
         self._order: list[int] = []
+        # bagging as per-pair counts: head h weights pair i by how often a bootstrap draw of n
+        # pairs picked it, which is training member h on its own resample
+        self.boot = None
+        if hc.bootstrap:
+            draws = torch.randint(len(xc), (hc.n_heads, len(xc)), generator=gen)  # (H, n)
+            self.boot = torch.stack([torch.bincount(d, minlength=len(xc)) for d in draws]).float()
 
     def total_steps(self) -> int:
         from rlhfkit.trainers import loop
@@ -161,7 +168,10 @@ class HeadTrainer:
         chosen, rejected = self.model(self.xc[indices]), self.model(self.xr[indices])  # (b, H)
         loss, metrics = 0.0, {}
         for h in range(chosen.shape[1]):
-            head_loss, metrics = bradley_terry_loss(chosen[:, h], rejected[:, h])
+            weights = None if self.boot is None else self.boot[h, indices]  # (b,)
+            if weights is not None and float(weights.sum()) == 0.0:
+                continue  # this head drew none of the batch's pairs
+            head_loss, metrics = bradley_terry_loss(chosen[:, h], rejected[:, h], weights=weights)
             loss = loss + head_loss
         return loss, {k: v for k, v in metrics.items() if k != "loss"}
 
@@ -292,7 +302,15 @@ def summarize(rows: list[dict], budgets: list[int], strategies: list[str]) -> di
                      for b in budgets]
     target = curves["random"][-1][0] if "random" in curves else None
     reach = {s: labels_to_reach(budgets, [m for m, _ in curves[s]], target) for s in strategies} if target else {}
-    return {"curves": curves, "random_final": target, "labels_to_reach_random_final": reach}
+    # paired by seed (same start, same label draws, same test pairs): strategy minus random
+    acc = {(r["strategy"], r["seed"], r["labels"]): r["accuracy"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    paired = {s: [mean_ci([acc[(s, sd, b)] - acc[("random", sd, b)] for sd in seeds]) for b in budgets]
+              for s in strategies if s != "random" and "random" in strategies}
+    agree = {s: statistics.fmean(r["label_agreement_with_gold"] for r in rows
+                                 if r["strategy"] == s and r["labels"] == budgets[-1]) for s in strategies}
+    return {"curves": curves, "random_final": target, "labels_to_reach_random_final": reach,
+            "paired_minus_random": paired, "label_agreement_at_max": agree}
 
 
 def table(summary: dict, budgets: list[int]) -> str:
@@ -302,7 +320,15 @@ def table(summary: dict, budgets: list[int]) -> str:
     for k, b in enumerate(budgets):
         cells = [f"{m:.3f} ± {h:.3f}" for m, h in (summary["curves"][s][k] for s in strategies)]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    paired = summary.get("paired_minus_random", {})
+    if paired:
+        lines += ["", "| labels | " + " | ".join(f"{s} - random (paired, 95% CI)" for s in paired) + " |",
+                  "|" + " --- |" * (len(paired) + 1)]
+        for k, b in enumerate(budgets):
+            lines.append(f"| {b} | " + " | ".join(f"{paired[s][k][0]:+.3f} ± {paired[s][k][1]:.3f}" for s in paired) + " |")
     lines.append("")
+    for s, agree in summary.get("label_agreement_at_max", {}).items():
+        lines.append(f"- {s}: agreement of the {budgets[-1]} labels used with the gold: {agree:.3f} (mean over seeds)")
     target = summary["random_final"]
     for s, n in summary["labels_to_reach_random_final"].items():
         saving = "never reached" if n is None else f"{n:.0f} labels ({1 - n / budgets[-1]:+.0%} saving)"
@@ -324,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=200, help="optimiser steps per training (any label count)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--bootstrap", action="store_true",
+                   help="bagged ensemble: each head trained on its own bootstrap resample of the labels")
     p.add_argument("--out", default="runs/active/results.json")
+    p.add_argument("--summarize", default="", help="only print the tables of a results.json written earlier")
     return p
 
 
@@ -334,11 +363,16 @@ def main(argv: list[str] | None = None) -> None:
     from active_features import load_or_extract
 
     args = build_parser().parse_args(argv)
+    if args.summarize:  # re-print the tables of a finished run
+        saved = json.loads(Path(args.summarize).read_text())
+        budgets = [int(b) for b in saved["args"]["budgets"].split(",")]
+        print(table(summarize(saved["rows"], budgets, saved["args"]["strategies"].split(",")), budgets))
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     strategies = args.strategies.split(",")
-    hc = HeadConfig(args.n_heads, args.lr, args.steps, args.batch_size, args.weight_decay)
+    hc = HeadConfig(args.n_heads, args.lr, args.steps, args.batch_size, args.weight_decay, args.bootstrap)
     t0 = time.perf_counter()
     data = load_or_extract(args.features, args.model, max_length=args.max_length)
     prep = prepare(data, args.gold)

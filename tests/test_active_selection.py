@@ -105,3 +105,20 @@ def test_labels_to_reach_interpolates_in_log_labels():
 def test_mean_ci_uses_the_t_quantile():
     m, h = al.mean_ci([0.6, 0.7, 0.8])
     assert m == pytest.approx(0.7) and h == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-12)
+
+
+def test_bagged_heads_weight_pairs_by_their_own_bootstrap_counts():
+    gen = torch.Generator().manual_seed(1)
+    xc, xr = torch.randn(40, 6, generator=gen), torch.randn(40, 6, generator=gen)
+    trainer = al.HeadTrainer(xc, xr, al.HeadConfig(n_heads=3, steps=2, bootstrap=True), seed=5)
+    assert trainer.boot.shape == (3, 40) and torch.all(trainer.boot.sum(dim=1) == 40)
+    assert not torch.equal(trainer.boot[0], trainer.boot[1])  # each head has its own resample
+    idx = list(range(40))
+    loss, _ = trainer.loss(idx)
+    # independent: the weighted Bradley-Terry mean per head, summed over heads
+    margins = (trainer.model(xc) - trainer.model(xr)).detach()  # (40, 3)
+    w = trainer.boot.T  # (40, 3)
+    expected = sum(float((w[:, h] * torch.nn.functional.softplus(-margins[:, h])).sum() / w[:, h].sum())
+                   for h in range(3))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert al.HeadTrainer(xc, xr, al.HeadConfig(n_heads=3), seed=5).boot is None
