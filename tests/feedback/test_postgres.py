@@ -1,61 +1,21 @@
 """The same storage on a real PostgreSQL: a throwaway cluster started for this test module."""
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-
 import pytest
 
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import export_lines
 from rlhfkit.feedback.stats import project_stats
+from rlhfkit.feedback.throwaway_postgres import ThrowawayPostgres, unavailable_reason
 from tests.feedback.conftest import Env, make_items
 
-PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in p.split("/")[4].split(".")])
-
-
-def _skip_reason() -> str | None:
-    if not PG_BINS:
-        return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); `make system-deps` installs them"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "running as root without runuser to start postgres as the postgres user"
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed (web extra)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 
 
 @pytest.fixture(scope="module")
 def pg_url():
-    pgbin = PG_BINS[-1]
-    tmp = tempfile.mkdtemp(prefix="pgtest.", dir="/tmp")  # pytest's tmp_path is not reachable by postgres
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data, log = f"{tmp}/data", f"{tmp}/server.log"
-    subprocess.run([*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                    "--no-locale", "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
-                    f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_pg, f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "feedback"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/feedback"
-    finally:
-        subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with ThrowawayPostgres(fsync=False) as pg:  # fsync off: these tests check SQL, not power cuts
+        yield pg.create_database("feedback")
 
 
 def test_full_flow_on_postgres(pg_url):
