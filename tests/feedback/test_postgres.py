@@ -47,6 +47,17 @@ def test_full_flow_on_postgres(pg_url):
     db.close()
 
 
+def test_only_non_durable_sessions_commit_asynchronously(pg_url):
+    from sqlalchemy import text
+
+    db = Database(pg_url)
+    with db.session(durable=False) as s:  # a lease: SET LOCAL, for this transaction only
+        assert s.execute(text("show synchronous_commit")).scalar() == "off"
+    with db.session() as s:
+        assert s.execute(text("show synchronous_commit")).scalar() == "on"
+    db.close()
+
+
 def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
     import threading
 
@@ -179,3 +190,47 @@ def test_team_review_ratings_and_arena_on_postgres(pg_url):
     assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 4}
     env.client.close()
     db.close()
+
+
+def test_several_server_processes_share_one_postgres(pg_url, tmp_path):
+    """`rlhfkit serve --workers 2`: both processes serve the API over the same database, and a
+    whole-group kill stops them all (the load benchmark's kill -9 rounds rely on that)."""
+    import os
+
+    import httpx
+
+    from rlhfkit.feedback.loadtest import Server, free_port, prepare
+
+    pid, tokens = prepare(pg_url, 1, 4, overlap=1)
+    server = Server(pg_url, free_port(), log=tmp_path / "server.log", workers=2)
+    server.start()
+    try:
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == server.proc.pid]
+        assert len([w for w in workers if "spawn_main" in _cmdline(w)]) == 2
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {tokens[0]}"}) as c:
+            for n in range(4):
+                a = c.get(f"/api/projects/{pid}/next").json()["assignment"]
+                r = c.post(f"/api/assignments/{a['assignment_id']}/judgement",
+                           json={"id": f"w{n}", "judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}})
+                assert r.status_code == 201, r.text
+            assert c.get(f"/api/projects/{pid}/next").json()["done"] is True
+        server.kill()
+        assert all(not os.path.exists(f"/proc/{w}") or _ppid(w) != server.proc.pid for w in workers)
+    finally:
+        server.stop()
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().replace("\0", " ")
+    except OSError:
+        return ""
