@@ -49,6 +49,7 @@ def _summary(db: str, phase: str, out: dict) -> dict:
 
 
 def _phases(db: str, new_db, args, tmp: Path, workers: int) -> list[dict]:
+    """steady, paced (one per think time) and crash phases, each on a fresh database from new_db(name)."""
     rows, c = [], args.clients
     if args.steady_s > 0:
         out = run_load(new_db("steady"), c, args.items, args.steady_s, seed=args.seed, workers=workers)
@@ -62,7 +63,7 @@ def _phases(db: str, new_db, args, tmp: Path, workers: int) -> list[dict]:
     if args.kill_rounds == 0:
         return rows
     out = run_load(new_db("crash"), c, args.items, duration_s=args.crash_s_per_round * args.kill_rounds,
-                   kills=args.kill_rounds, seed=args.seed, log=tmp / f"crash-server-{db}.log", workers=workers,
+                   kills=args.kill_rounds, seed=args.seed, log=tmp / f"crash-server-{db.replace(' ', '').replace(',', '-')}.log", workers=workers,
                    think_s=args.crash_think_s)
     row = _summary(db, f"crash, {c} clients, {args.kill_rounds} x kill -9 + restart", out)
     row.update(kills=out["kills"], stored=out["stored"],
@@ -86,7 +87,8 @@ def main() -> None:
     ap.add_argument("--kill-rounds", type=int, default=10, help="0: skip the crash phase")
     ap.add_argument("--crash-s-per-round", type=float, default=3.0)
     ap.add_argument("--crash-think-s", type=float, default=0.0, help="think time in the crash phase (0: flat out)")
-    ap.add_argument("--pg-workers", type=int, default=1, help="uvicorn worker processes against PostgreSQL")
+    ap.add_argument("--pg-workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+                    help="comma list: server processes against PostgreSQL, one set of phases each")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rlhfkit-bench-"))
@@ -95,8 +97,9 @@ def main() -> None:
         rows += _phases("sqlite", lambda name: str(tmp / f"{name}.db"), args, tmp, workers=1)
     if args.db in ("postgres", "both"):
         with ThrowawayPostgres(fsync=True, max_connections=300) as pg:
-            rows += _phases(f"postgres ({args.pg_workers} worker{'s' if args.pg_workers > 1 else ''})",
-                            pg.create_database, args, tmp, workers=args.pg_workers)
+            for w in args.pg_workers:
+                rows += _phases(f"postgres, {w} worker{'s' if w > 1 else ''}",
+                                lambda name, w=w: pg.create_database(f"{name}_w{w}"), args, tmp, workers=w)
     print("\n| db | phase | acked | judgements/s | next p50 / p99 ms | submit p50 / p99 ms | lost "
           "| CPU cores: clients / server / other |\n|---|---|---|---|---|---|---|---|")
     for r in rows:
