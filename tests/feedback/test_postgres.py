@@ -58,6 +58,27 @@ def test_only_non_durable_sessions_commit_asynchronously(pg_url):
     db.close()
 
 
+def test_a_lease_in_flight_does_not_block_submissions(pg_url):
+    """next_assignment locks the project row against other leases only: a submission's foreign-key
+    check (KEY SHARE on the same row) goes through while a lease transaction is still open."""
+    from sqlalchemy import text
+
+    db = Database(pg_url)
+    with db.session() as s:
+        p = repo.create_project(s, "nokey", overlap=2)
+        repo.import_items(s, p, [(it, "t") for it in make_items(2, prefix="nokey")])
+        x, _ = repo.add_annotator(s, "nokey-x")
+        y, _ = repo.add_annotator(s, "nokey-y")
+        y_asg = repo.next_assignment(s, p, y).id
+    with db.session(durable=False) as lease:  # x's lease holds the project row lock until the end
+        assert not isinstance(repo.next_assignment(lease, repo.get_project(lease, p.id), x), repo.NoWork)
+        with db.session() as s:
+            s.execute(text("SET LOCAL lock_timeout = '2s'"))  # blocked: LockNotAvailable, not a hang
+            _j, created = repo.submit(s, y, y_asg, "nokey-1", {"kind": "ranking", "tiers": [[0], [1], [2]]})
+        assert created
+    db.close()
+
+
 def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
     import threading
 
