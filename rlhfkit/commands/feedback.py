@@ -7,6 +7,7 @@ reward-model ranker (``load_ranker``). The feedback layer receives the built ran
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -440,12 +441,14 @@ def serve(
         "full", help="SQLite only. full: every acknowledged judgement is fsynced and survives a power cut; "
         "normal: WAL without an fsync per commit, survives a killed server but a power cut may lose the "
         "last moments; faster"),
+    workers: int = typer.Option(1, min=1, max=64, help="server processes; more than 1 needs PostgreSQL (SQLite "
+                                "has one writer, and the processes would queue on its lock)"),
 ) -> None:
     """Start the annotation server.  Example: rlhfkit serve --db feedback.db --host 127.0.0.1 --port 8000"""
     import uvicorn
 
     from rlhfkit.feedback import repo
-    from rlhfkit.feedback.app import create_app
+    from rlhfkit.feedback.app import SERVE_DB_ENV, create_app
 
     if ranker:
         if not project:
@@ -457,10 +460,19 @@ def serve(
     if sqlite_sync.lower() not in ("full", "normal"):
         _fail(f"--sqlite-sync must be full or normal, not {sqlite_sync!r}")
     database = _open(db, sqlite_sync.upper())
+    if workers > 1 and database.is_sqlite:
+        _fail(f"--workers {workers} needs a PostgreSQL --db: SQLite has a single writer, and several server "
+              "processes would wait on its file lock instead of the in-process queue")
     with database.session() as s:
         token = repo.ensure_admin_token(s)
     base = f"http://{host}:{port}"
     if token:
         typer.echo(f"admin login (shown once; `rlhfkit feedback admin-token` makes a new one): {base}/login?token={token}")
     typer.echo(f"serving {database.url} on {base}  (API docs: {base}/docs)")
-    uvicorn.run(create_app(database), host=host, port=port, log_level="warning")
+    if workers > 1:  # each worker process opens its own connection pool through app_from_env
+        database.close()
+        os.environ[SERVE_DB_ENV] = database.url
+        uvicorn.run("rlhfkit.feedback.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level="warning")
+    else:
+        uvicorn.run(create_app(database), host=host, port=port, log_level="warning")

@@ -157,9 +157,12 @@ def add_annotator_routes(app: FastAPI) -> None:
 
     @app.get("/api/projects/{project_id}/next", tags=["annotate"])
     def next_item(project_id: RowId, a: AnnotatorDep, request: Request) -> dict:
-        with db(request).session() as s:
+        with db(request).session(durable=False) as s:  # a lease: promised to nobody, no fsync of its own
             p = projects.visible_project(s, project_id, a)  # archived / not a member: 404
             got = repo.next_assignment(s, p, a)
+        # The write transaction serialises leases (SQLite's writer, PostgreSQL's project row lock),
+        # so what only reads (progress, the item's text) runs after it, on a snapshot.
+        with db(request).read() as s:
             progress = repo.progress(s, p, a)
             if isinstance(got, repo.NoWork):
                 return {"done": True, "reason": got.reason, "progress": progress}
@@ -265,6 +268,17 @@ def add_admin_routes(app: FastAPI) -> None:
             a, token = repo.add_annotator(s, body.name, role=body.role)
             return {"id": a.id, "name": a.name, "role": a.role, "token": token,
                     "login_url": str(request.base_url) + f"login?token={token}"}
+
+
+SERVE_DB_ENV = "RLHFKIT_SERVE_DB"
+
+
+def app_from_env() -> FastAPI:
+    """The app over the database named in $RLHFKIT_SERVE_DB: the factory each uvicorn worker
+    process calls when ``rlhfkit serve --workers N`` runs several (PostgreSQL only)."""
+    import os
+
+    return create_app(Database(os.environ[SERVE_DB_ENV]))
 
 
 def create_app(db: str | Database, max_body_bytes: int = MAX_BODY_BYTES, token_cache_s: float = 5.0) -> FastAPI:

@@ -1,7 +1,12 @@
 """Opening the annotation database: SQLite (WAL) by path, PostgreSQL by URL, migrated on open.
 
 SQLite notes. WAL lets readers run beside the one writer; ``synchronous=FULL`` makes every
-acknowledged commit survive a power cut, not only a process kill. Every transaction starts with
+acknowledged commit survive a power cut, not only a process kill. Handing out an item (a lease)
+is no promise to anyone, so ``session(durable=False)`` commits it without waiting for the disk
+(SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``): the log is written in
+order, so the next durable commit (an acknowledged judgement) flushes the lease with it, and a
+killed server loses neither; only a power cut can lose a lease, and then its item is handed out
+again. This halves the fsyncs on the hot path, and each was made while holding the write lock. Every transaction starts with
 ``BEGIN IMMEDIATE`` so the read-then-write steps of assignment and submission are serialised by
 SQLite's write lock instead of failing late with "database is locked"; ``busy_timeout`` makes
 waiting writers queue rather than error.
@@ -14,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -74,6 +79,10 @@ class Database:
         if migrate:
             upgrade(self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite cannot change synchronous inside a transaction: non-durable writes use their own
+        # connections (still serialised with the others by _write_lock).
+        self._lease_factory = (sessionmaker(make_engine(db, synchronous="NORMAL"), expire_on_commit=False)
+                               if self.is_sqlite else self._factory)
         self._write_lock = threading.Lock()
         # Reads (auth, stats, export) on SQLite use a second engine with deferred BEGIN, so they
         # read a WAL snapshot without queueing for the write lock.
@@ -85,14 +94,18 @@ class Database:
         return self.url.startswith("sqlite")
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, durable: bool = True) -> Iterator[Session]:
         """One read-write transaction. On SQLite, writers in this process queue on a lock first:
-        SQLite's own busy handler polls with sleeps of up to 100 ms, which ruins tail latency."""
+        SQLite's own busy handler polls with sleeps of up to 100 ms, which ruins tail latency.
+        ``durable=False``: the commit does not wait for the disk (see the module docstring); only
+        for writes that were promised to nobody, never for a judgement."""
         if self.is_sqlite:
-            with self._write_lock, self._factory() as s, s.begin():
+            with self._write_lock, (self._factory if durable else self._lease_factory)() as s, s.begin():
                 yield s
         else:
             with self._factory() as s, s.begin():
+                if not durable:
+                    s.execute(text("SET LOCAL synchronous_commit TO OFF"))
                 yield s
 
     @contextmanager
@@ -104,6 +117,8 @@ class Database:
     def close(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+        if self.is_sqlite:
+            self._lease_factory.kw["bind"].dispose()
 
 
 def open_database(db: str, migrate: bool = True) -> Database:

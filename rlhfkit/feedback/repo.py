@@ -419,7 +419,10 @@ def next_assignment(
     now = now or utcnow()
     if s.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises
         # Serialise assignment per project, so two annotators cannot both take the last slot.
-        s.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+        # FOR NO KEY UPDATE, not FOR UPDATE: it still excludes other leases, but not the KEY SHARE
+        # lock that every submission's foreign-key check takes on the project row, so submits do
+        # not queue behind the lease in flight.
+        s.execute(select(Project.id).where(Project.id == project.id).with_for_update(key_share=True))
     resumed = _resume(s, project, annotator, now)
     if resumed is not None:
         return resumed

@@ -1,61 +1,21 @@
 """The same storage on a real PostgreSQL: a throwaway cluster started for this test module."""
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-
 import pytest
 
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.db import Database
 from rlhfkit.feedback.export import export_lines
 from rlhfkit.feedback.stats import project_stats
+from rlhfkit.feedback.throwaway_postgres import ThrowawayPostgres, unavailable_reason
 from tests.feedback.conftest import Env, make_items
 
-PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in p.split("/")[4].split(".")])
-
-
-def _skip_reason() -> str | None:
-    if not PG_BINS:
-        return "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); `make system-deps` installs them"
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        return "running as root without runuser to start postgres as the postgres user"
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return "psycopg is not installed (web extra)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=unavailable_reason() or "")
 
 
 @pytest.fixture(scope="module")
 def pg_url():
-    pgbin = PG_BINS[-1]
-    tmp = tempfile.mkdtemp(prefix="pgtest.", dir="/tmp")  # pytest's tmp_path is not reachable by postgres
-    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data, log = f"{tmp}/data", f"{tmp}/server.log"
-    subprocess.run([*as_pg, f"{pgbin}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                    "--no-locale", "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-l", log, "-w", "-t", "30", "-o",
-                    f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_pg, f"{pgbin}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "feedback"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/feedback"
-    finally:
-        subprocess.run([*as_pg, f"{pgbin}/pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with ThrowawayPostgres(fsync=False) as pg:  # fsync off: these tests check SQL, not power cuts
+        yield pg.create_database("feedback")
 
 
 def test_full_flow_on_postgres(pg_url):
@@ -84,6 +44,38 @@ def test_full_flow_on_postgres(pg_url):
     assert st["agreement"]["fleiss_kappa"] is not None
     assert len(lines) >= 18
     env.client.close()
+    db.close()
+
+
+def test_only_non_durable_sessions_commit_asynchronously(pg_url):
+    from sqlalchemy import text
+
+    db = Database(pg_url)
+    with db.session(durable=False) as s:  # a lease: SET LOCAL, for this transaction only
+        assert s.execute(text("show synchronous_commit")).scalar() == "off"
+    with db.session() as s:
+        assert s.execute(text("show synchronous_commit")).scalar() == "on"
+    db.close()
+
+
+def test_a_lease_in_flight_does_not_block_submissions(pg_url):
+    """next_assignment locks the project row against other leases only: a submission's foreign-key
+    check (KEY SHARE on the same row) goes through while a lease transaction is still open."""
+    from sqlalchemy import text
+
+    db = Database(pg_url)
+    with db.session() as s:
+        p = repo.create_project(s, "nokey", overlap=2)
+        repo.import_items(s, p, [(it, "t") for it in make_items(2, prefix="nokey")])
+        x, _ = repo.add_annotator(s, "nokey-x")
+        y, _ = repo.add_annotator(s, "nokey-y")
+        y_asg = repo.next_assignment(s, p, y).id
+    with db.session(durable=False) as lease:  # x's lease holds the project row lock until the end
+        assert not isinstance(repo.next_assignment(lease, repo.get_project(lease, p.id), x), repo.NoWork)
+        with db.session() as s:
+            s.execute(text("SET LOCAL lock_timeout = '2s'"))  # blocked: LockNotAvailable, not a hang
+            _j, created = repo.submit(s, y, y_asg, "nokey-1", {"kind": "ranking", "tiers": [[0], [1], [2]]})
+        assert created
     db.close()
 
 
@@ -129,6 +121,8 @@ def test_concurrent_retries_of_one_submission_store_it_once(pg_url):
 def test_hostile_inputs_give_4xx_on_postgres(pg_url):
     db = Database(pg_url)
     env = Env(db)
+    with db.session() as s:  # the module's database already has an admin token (not shown again)
+        env.admin = repo.rotate_admin_token(s)
     env.add_annotator("mallory")
     pid = env.project(name="hostile", items=make_items(2, prefix="h"), overlap=1)
     a = env.next("mallory", pid)["assignment"]
@@ -150,6 +144,8 @@ def test_hostile_inputs_give_4xx_on_postgres(pg_url):
     for method, url, who, body in cases:
         r = env.client.request(method, url, json=body, headers=env.hdr(who))
         assert 400 <= r.status_code < 500, (url, body, r.status_code, r.text)
+        # refused for its content, not for a missing or wrong token
+        assert r.status_code not in (401, 403), (url, body, r.status_code, r.text)
     env.client.close()
     db.close()
 
@@ -215,3 +211,47 @@ def test_team_review_ratings_and_arena_on_postgres(pg_url):
     assert r.json() == {"deleted": "team-pg", "items": 2, "judgements": 4}
     env.client.close()
     db.close()
+
+
+def test_several_server_processes_share_one_postgres(pg_url, tmp_path):
+    """`rlhfkit serve --workers 2`: both processes serve the API over the same database, and a
+    whole-group kill stops them all (the load benchmark's kill -9 rounds rely on that)."""
+    import os
+
+    import httpx
+
+    from rlhfkit.feedback.loadtest import Server, free_port, prepare
+
+    pid, tokens = prepare(pg_url, 1, 4, overlap=1)
+    server = Server(pg_url, free_port(), log=tmp_path / "server.log", workers=2)
+    server.start()
+    try:
+        workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == server.proc.pid]
+        assert len([w for w in workers if "spawn_main" in _cmdline(w)]) == 2
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers={"Authorization": f"Bearer {tokens[0]}"}) as c:
+            for n in range(4):
+                a = c.get(f"/api/projects/{pid}/next").json()["assignment"]
+                r = c.post(f"/api/assignments/{a['assignment_id']}/judgement",
+                           json={"id": f"w{n}", "judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}})
+                assert r.status_code == 201, r.text
+            assert c.get(f"/api/projects/{pid}/next").json()["done"] is True
+        server.kill()
+        assert all(not os.path.exists(f"/proc/{w}") or _ppid(w) != server.proc.pid for w in workers)
+    finally:
+        server.stop()
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().replace("\0", " ")
+    except OSError:
+        return ""

@@ -7,6 +7,7 @@ from sqlalchemy import inspect, text
 from rlhfkit.feedback import repo
 from rlhfkit.feedback.db import Database, database_url
 from rlhfkit.feedback.models import Base
+from tests.feedback.conftest import make_items
 
 
 def test_migrations_match_models(tmp_path):
@@ -25,6 +26,42 @@ def test_sqlite_runs_in_wal_with_full_sync(tmp_path):
         assert s.execute(text("pragma synchronous")).scalar() == 2  # FULL
         assert s.execute(text("pragma foreign_keys")).scalar() == 1
     db.close()
+
+
+def test_only_non_durable_sessions_skip_the_fsync(tmp_path):
+    # a lease commits with NORMAL (no fsync of its own); everything else keeps the configured level
+    for configured, level in (("FULL", 2), ("NORMAL", 1)):
+        db = Database(str(tmp_path / f"{configured}.db"), synchronous=configured)
+        with db.session() as s:
+            assert s.connection().exec_driver_sql("pragma synchronous").scalar() == level
+        with db.session(durable=False) as s:
+            assert s.connection().exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL
+        with db.session() as s:  # the pooled durable connection was not changed by the lease
+            assert s.connection().exec_driver_sql("pragma synchronous").scalar() == level
+        db.close()
+
+
+def test_submit_is_durable_and_only_next_is_not(env, monkeypatch):
+    """Which requests may skip the fsync: handing out an item only; a judgement never."""
+    asked, real = [], env.db.session
+
+    def spy(durable=True):
+        asked.append(durable)
+        return real(durable)
+
+    monkeypatch.setattr(env.db, "session", spy)
+    pid = env.project(items=make_items(2))
+    asked.clear()
+    a = env.next("alice", pid)["assignment"]
+    assert asked == [False]
+    asked.clear()
+    body = {"id": "d1", "judgement": {"kind": "ranking", "tiers": [[0], [1], [2]]}}
+    r = env.client.post(f"/api/assignments/{a['assignment_id']}/judgement", json=body, headers=env.hdr("alice"))
+    assert r.status_code == 201 and asked == [True]
+    asked.clear()
+    a = env.next("alice", pid)["assignment"]
+    r = env.client.post(f"/api/assignments/{a['assignment_id']}/skip", json={"reason": "x"}, headers=env.hdr("alice"))
+    assert r.status_code == 200 and asked == [False, True]
 
 
 def test_tokens_are_stored_hashed(tmp_path):
@@ -137,3 +174,12 @@ def test_upgrade_from_the_team_0005_head(tmp_path):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert conn.execute(text("select version_num from alembic_version")).scalar() == "0006"
     db.close()
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path):
+    from typer.testing import CliRunner
+
+    from rlhfkit.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "f.db"), "--workers", "2"])
+    assert r.exit_code != 0 and "--workers 2 needs a PostgreSQL --db" in r.output
