@@ -160,9 +160,6 @@ def add_annotator_routes(app: FastAPI) -> None:
         with db(request).session(durable=False) as s:  # a lease: promised to nobody, no fsync of its own
             p = projects.visible_project(s, project_id, a)  # archived / not a member: 404
             got = repo.next_assignment(s, p, a)
-        # The write transaction serialises leases (SQLite's writer, PostgreSQL's project row lock),
-        # so what only reads (progress, the item's text) runs after it, on a snapshot.
-        with db(request).read() as s:
             progress = repo.progress(s, p, a)
             if isinstance(got, repo.NoWork):
                 return {"done": True, "reason": got.reason, "progress": progress}
