@@ -115,6 +115,18 @@ def test_multi_head_ensemble_and_separate_members(tiny_dir):
     torch.testing.assert_close(ce, c[:, [0, 2]], atol=1e-6, rtol=0)
     torch.testing.assert_close(re_, r[:, [0, 2]], atol=1e-6, rtol=0)
     assert ensemble_summary(ce[:, :1], re_[:, :1])["disagreement"].abs().max() == 0
+    # K-wise groups (K = 3 and 2 in one batch): the members' rewards are heads 0 and 2 of the joint model
+    from rlhfkit.packing import collate_groups, tokenize_group
+
+    tok = heads.tokenizer
+    groups = [tokenize_group(tok, "Pick one.", ["red", "a blue sky", "green"], 64),
+              tokenize_group(tok, "Another?", ["yes", "no thanks"], 64, index=1)]
+    gbatch = collate_groups(groups, tok.pad_token_id)
+    with torch.no_grad():
+        joint = heads.group_rewards(gbatch)  # (2, 3, 3)
+    separate = RewardEnsemble(members).group_rewards(gbatch)  # (2, 3, 2)
+    torch.testing.assert_close(separate, joint[..., [0, 2]], atol=1e-6, rtol=0)
+    assert separate[1, 2].abs().max() == 0  # the K=2 group's missing third slot
 
 
 def test_truncation_keeps_prompt_end_and_response_start():

@@ -160,16 +160,21 @@ class RewardModel(nn.Module):
         """(B, G, H) rewards of a batch of groups made by ``collate_groups`` (a K-wise ranking is a
         group of K): ``[b, g]`` is completion g of group b, read at its last token; slots past a
         group's own size (groups of different K in one batch) hold 0."""
-        rewards = self.rewards(batch, dtype)  # (S, H)
-        slots = batch.group_slots.to(rewards.device)  # (B, G)
-        picked = rewards.index_select(0, slots.clamp(min=0).flatten()).view(*slots.shape, -1)  # (B, G, H)
-        return picked * (slots >= 0).unsqueeze(-1)
+        return by_group(self.rewards(batch, dtype), batch)
 
     def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen (B, H), rejected (B, H)) from a batch of pairs made by ``collate_pairs``."""
         rewards = self.rewards(batch, dtype)  # (2B, H)
         half = rewards.shape[0] // 2
         return rewards[:half], rewards[half:]
+
+
+def by_group(rewards: torch.Tensor, batch) -> torch.Tensor:
+    """(S, H) per-completion rewards -> (B, G, H) by ``batch.group_slots`` (``collate_groups``);
+    slots past a group's own size hold 0."""
+    slots = batch.group_slots.to(rewards.device)  # (B, G)
+    picked = rewards.index_select(0, slots.clamp(min=0).flatten()).view(*slots.shape, -1)  # (B, G, H)
+    return picked * (slots >= 0).unsqueeze(-1)
 
 
 def ensemble_summary(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -200,10 +205,7 @@ class RewardEnsemble:
         """(B, G, H) rewards of a batch of groups made by ``collate_groups`` (a K-wise ranking is a
         group of K): ``[b, g]`` is completion g of group b, read at its last token; slots past a
         group's own size (groups of different K in one batch) hold 0."""
-        rewards = self.rewards(batch, dtype)  # (S, H)
-        slots = batch.group_slots.to(rewards.device)  # (B, G)
-        picked = rewards.index_select(0, slots.clamp(min=0).flatten()).view(*slots.shape, -1)  # (B, G, H)
-        return picked * (slots >= 0).unsqueeze(-1)
+        return torch.cat([m.group_rewards(batch, dtype) for m in self.members], dim=-1)  # members stacked on H
 
     def pair_rewards(self, batch, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         outs = [m.pair_rewards(batch, dtype) for m in self.members]
