@@ -289,16 +289,16 @@ class Loop:
                     "max_length": 192, "freeze_layers": 0, **self.cfg.reward}
         rm_cfg = RewardTrainConfig(**settings)
         # the examples the loss trains on: pairs (bt), whole rankings (pl) or ratings (regression)
-        pairs = reward_examples(items, rm_cfg.loss, source=", ".join(str(f) for f in files))
+        examples = reward_examples(items, rm_cfg.loss, source=", ".join(str(f) for f in files))
         model = None
         if parent:
             from rlhfkit.models.reward_model import RewardModel
 
             model = RewardModel.load(parent)
-        folder, _ = train_reward_model(rm_cfg, train_pairs=pairs, model=model)
+        folder, _ = train_reward_model(rm_cfg, train_pairs=examples, model=model)
         hashes = [content_hash({"item": it.id, "annotation": a.model_dump(mode="json")})
                   for it in items for a in it.annotations]
-        lineage = {"kind": "reward_model", "backbone": self.cfg.model, "loss": rm_cfg.loss, "pairs": len(pairs),
+        lineage = {"kind": "reward_model", "backbone": self.cfg.model, "loss": rm_cfg.loss, "pairs": len(examples),
                    "judgement_files": [str(p) for p in files], "judgements": len(hashes),
                    "judgement_hashes": hashes, "judgements_sha256": content_hash(hashes)}
         if parent:
