@@ -201,6 +201,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rule, gold = gold_rule(args.rule, args.max_words)
+    from rlhfkit.data.atomic import atomic_write
     from rlhfkit.models import load_causal_lm
 
     t0 = time.perf_counter()
@@ -215,23 +216,33 @@ def main(argv=None) -> dict:
     triples_path = out / "critiques.jsonl"
     triples_path.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in triples))
 
+    def result(rows: list[dict]) -> dict:
+        """Everything measured so far, rewritten after each policy: an hour-long run that is killed
+        keeps the rows it finished."""
+        res = {"rule": args.rule, "max_words": args.max_words if args.rule == "length" else None,
+               "model": args.model, "train_prompts": len(train), "critiques": len(triples),
+               "eval_prompts": len(held_out), "samples_per_prompt": args.samples,
+               "seconds": time.perf_counter() - t0,
+               "settings": {k: v for k, v in vars(args).items() if k not in ("progress",)}, "rows": rows}
+        with atomic_write(out / "results.json") as f:
+            f.write(json.dumps(res, indent=2) + "\n")
+        return res
+
     start = evaluate(model, tokenizer, held_out, gold, args)
     rows = [summarise("start", start, start)]
+    result(rows)
     m_sft, t_sft = train_sft_original(args, triples, out / "sft-original")
     rows.append(summarise("sft-original", evaluate(m_sft, t_sft, held_out, gold, args), start,
                           {"examples": len(triples)}))
+    result(rows)
     for m in args.m:
         m_ilf, t_ilf, stats = train_ilf(args, triples_path, m, gold, out / f"ilf-m{m}")
         rows.append(summarise(f"ilf-m{m}", evaluate(m_ilf, t_ilf, held_out, gold, args), start, stats))
-    result = {"rule": args.rule, "max_words": args.max_words if args.rule == "length" else None,
-              "model": args.model, "train_prompts": len(train), "critiques": len(triples),
-              "eval_prompts": len(held_out), "samples_per_prompt": args.samples, "seconds": time.perf_counter() - t0,
-              "settings": {k: v for k, v in vars(args).items() if k not in ("progress",)}, "rows": rows}
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+        res = result(rows)
     print(f"{args.rule} gold, {len(triples)} critiques of {2 * len(train)} responses, {len(held_out)} held-out "
-          f"prompts x {args.samples} samples, {result['seconds']:.0f} s")
+          f"prompts x {args.samples} samples, {res['seconds']:.0f} s")
     print(table(rows))
-    return result
+    return res
 
 
 if __name__ == "__main__":
