@@ -24,16 +24,20 @@ settings; a recorded run whose settings differ is refused rather than mixed in. 
 the settings, pairs, steps, trainable parameters, minutes (set-up, training, evaluation), test
 accuracy with its CI, and accuracy on a fixed train slice: the first ``--train-slice`` (300)
 pairs of the seed's permutation that the run trained on (all 300 from N = 400 up), so over- and
-underfitting show. At the end it prints a markdown table for ``benchmarks/RESULTS.md`` and one
-line reading the curve: the slope of test accuracy per doubling of pairs between the two largest
-curve points, with a paired bootstrap 95% CI over the test pairs.
+underfitting show. Both are scored at the run's own max_length. At the end it prints a markdown
+table for ``benchmarks/RESULTS.md`` (each ablation also as its accuracy minus the recipe run's,
+``curve-all`` seed 0, on the same test pairs with a paired bootstrap CI) and one line reading
+the curve: the slope of test accuracy per doubling of pairs between the two largest curve
+points, with a paired bootstrap 95% CI over the test pairs.
 
 Before running it prints the expected minutes of each run, scaled from the recipe's measured
 1,593 pairs = 200 steps = 8.6 min (training + a 299-pair evaluation, quiet machine) by pairs x
 epochs and the per-pair work (``estimate_minutes``).
 
-    flock /tmp/rlhfkit-heavy.lock nice -n 10 env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
+    flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
         .venv/bin/python benchmarks/reward_curve.py --runs curve --out runs/reward-curve
+    ... --runs lora --out runs/reward-curve     # one ablation; the table covers the whole folder
+    ... --dry-run                                # the plan and the minutes estimate only
 
 ``--tiny`` swaps in a tiny random model and a few pairs so the whole pipeline runs in seconds.
 """
@@ -252,46 +256,58 @@ def recorded(rows: list[dict], run: Run, settings: dict, path: Path) -> dict | N
 
 
 # --------------------------------------------------------------------------- statistics
-def slope_per_doubling(points: list[tuple[int, list[list[bool]]]], n_boot: int = 2000, seed: int = 0) -> dict:
+def slope_per_doubling(points: list[tuple[int, dict[int, list[bool]]]], n_boot: int = 2000, seed: int = 0) -> dict:
     """Slope of test accuracy per doubling of training pairs between the two largest curve points.
 
-    ``points``: (pairs, per-seed correctness lists on the same test pairs). Accuracy at a point
-    is the mean over its seeds; slope = (acc_2 - acc_1) / log2(n_2 / n_1). Both points are
-    scored on the same test pairs, so the CI is a paired percentile bootstrap over test pairs:
+    ``points``: (pairs, {seed: correctness list}), every list on the same test pairs. Accuracy
+    at a point is the mean over its seeds; slope = (acc_2 - acc_1) / log2(n_2 / n_1). Both points
+    are scored on the same test pairs, so the CI is a paired percentile bootstrap over test pairs:
     each resample draws pairs i with replacement and recomputes the slope from
-    d_i = mean_seeds(correct_2[i]) - mean_seeds(correct_1[i]). With >= 2 seeds at both points,
-    ``seed_sd`` is the sample sd of the per-seed slopes (seeds matched by index).
+    d_i = mean_seeds(correct_2[i]) - mean_seeds(correct_1[i]). With >= 2 seeds run at both
+    points, ``seed_sd`` is the sample sd of those seeds' own slopes.
     """
     if len(points) < 2:
         raise ValueError("the slope needs two curve points")
-    (n1, c1), (n2, c2) = sorted(points)[-2:]
+    (n1, c1), (n2, c2) = sorted(points, key=lambda p: p[0])[-2:]
     if n1 == n2:
         raise ValueError(f"two curve points with {n1} pairs")
     doublings = math.log2(n2 / n1)
-    m = len(c1[0])
-    if any(len(c) != m for c in c1 + c2):
+    m = len(next(iter(c1.values())))
+    if any(len(c) != m for c in [*c1.values(), *c2.values()]):
         raise ValueError("every curve point must be scored on the same test pairs")
-    d = [sum(c[i] for c in c2) / len(c2) - sum(c[i] for c in c1) / len(c1) for i in range(m)]
+    d = [sum(c[i] for c in c2.values()) / len(c2) - sum(c[i] for c in c1.values()) / len(c1) for i in range(m)]
     slope = sum(d) / m / doublings
     rng = random.Random(seed)
     boots = sorted(sum(d[rng.randrange(m)] for _ in range(m)) / m / doublings for _ in range(n_boot))
     lo, hi = boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
-    acc1, acc2 = (sum(map(sum, c)) / (len(c) * m) for c in (c1, c2))
+    acc1, acc2 = (sum(map(sum, c.values())) / (len(c) * m) for c in (c1, c2))
+    common = sorted(set(c1) & set(c2))
     out = {"n1": n1, "n2": n2, "acc1": acc1, "acc2": acc2, "doublings": doublings, "slope": slope,
-           "ci95": [lo, hi], "seeds": min(len(c1), len(c2)), "seed_sd": None}
-    k = min(len(c1), len(c2))
-    if k >= 2:
-        per_seed = [(sum(c2[s]) - sum(c1[s])) / m / doublings for s in range(k)]
-        mean = sum(per_seed) / k
-        out["seed_sd"] = math.sqrt(sum((x - mean) ** 2 for x in per_seed) / (k - 1))
+           "ci95": [lo, hi], "seeds": len(common), "seed_sd": None}
+    if len(common) >= 2:
+        per_seed = [(sum(c2[k]) - sum(c1[k])) / m / doublings for k in common]
+        mean = sum(per_seed) / len(per_seed)
+        out["seed_sd"] = math.sqrt(sum((x - mean) ** 2 for x in per_seed) / (len(per_seed) - 1))
     return out
+
+
+def paired_difference(a: list[bool], b: list[bool], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy of a minus accuracy of b on the same test pairs, with a paired percentile
+    bootstrap 95% CI (pairs resampled together): the two models' errors are correlated, so this
+    is much tighter than comparing their separate CIs."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired difference of {len(a)} and {len(b)} outcomes")
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    m, rng = len(d), random.Random(seed)
+    boots = sorted(sum(d[rng.randrange(m)] for _ in range(m)) / m for _ in range(n_boot))
+    return sum(d) / m, boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
 
 
 def curve_reading(s: dict, target: float) -> str:
     """One line: the slope with its CI, what the CI allows, and what the slope implies for ``target``."""
     pts = lambda x: f"{100 * x:+.1f}"  # noqa: E731
     seeds = f", sd over {s['seeds']} seeds {100 * s['seed_sd']:.1f}" if s["seed_sd"] is not None else ""
-    line = (f"Curve: test accuracy {s['acc1']:.3f} at {s['n1']} pairs -> {s['acc2']:.3f} at {s['n2']}, "
+    line = (f"Curve: test accuracy {s['acc1']:.3f} at {s['n1']:,} pairs -> {s['acc2']:.3f} at {s['n2']:,}, "
             f"{pts(s['slope'])} points per doubling of the pairs (95% CI {pts(s['ci95'][0])} to "
             f"{pts(s['ci95'][1])}, paired bootstrap over test pairs{seeds}): ")
     lo, hi = s["ci95"]
@@ -323,17 +339,25 @@ def params(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 10**6 else f"{n:,}"
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], n_boot: int = 2000) -> str:
+    """One row per run; an ablation also gets its test accuracy minus the recipe's (curve-all,
+    seed 0) on the same test pairs with the paired CI (``paired_difference``)."""
     head = ("| run | seed | pairs | setting changed | steps | trainable params | set-up min | train min | "
-            "eval min | test accuracy (95% CI) | train-slice accuracy (pairs) |")
+            "eval min | test accuracy (95% CI) | minus recipe's (paired 95% CI) | train-slice accuracy (pairs) |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    recipe = next((r for r in rows if (r["name"], r["seed"]) == ("curve-all", 0)), None)
     for r in rows:
         t, tr = r["test"], r["train_slice"]
+        versus = ""
+        if recipe is not None and not r["name"].startswith("curve-"):
+            diff, lo, hi = paired_difference([c == "1" for c in r["test_correct"]],
+                                             [c == "1" for c in recipe["test_correct"]], n_boot)
+            versus = f"{100 * diff:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})"
         lines.append(
             f"| {r['name']} | {r['seed']} | {r['n_pairs']:,} | {settings_change(r)} | {r['steps']} | "
             f"{params(r['trainable_params'])} | {r['setup_minutes']:.1f} | {r['train_minutes']:.1f} | "
             f"{r['eval_minutes']:.1f} | {t['accuracy']:.3f} ({t['accuracy_ci95'][0]:.3f}-{t['accuracy_ci95'][1]:.3f}) | "
-            f"{tr['accuracy']:.3f} ({tr['n_pairs']}) |")
+            f"{versus} | {tr['accuracy']:.3f} ({tr['n_pairs']}) |")
     curve_by_n: dict[int, list[float]] = {}
     for r in rows:
         if r["name"].startswith("curve-"):
@@ -342,7 +366,7 @@ def markdown_table(rows: list[dict]) -> str:
         if len(accs) > 1:
             mean = sum(accs) / len(accs)
             sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1))
-            lines.append(f"| curve, mean of {len(accs)} seeds | | {n:,} | | | | | | | {mean:.3f} (sd {sd:.3f}) | |")
+            lines.append(f"| curve, mean of {len(accs)} seeds | | {n:,} | | | | | | | {mean:.3f} (sd {sd:.3f}) | | |")
     return "\n".join(lines)
 
 
@@ -498,12 +522,12 @@ def main(argv=None) -> list[dict]:
               f"{t['accuracy_ci95'][1]:.3f}), train slice {row['train_slice']['accuracy']:.3f}, "
               f"{row['steps']} steps, {row['train_minutes']:.1f} + {row['eval_minutes']:.1f} min", flush=True)
 
-    print(f"\n{markdown_table(run_order(rows, runs))}\n")
+    print(f"\n{markdown_table(run_order(rows, runs), args.n_boot)}\n")
     print("PL vs BT: not applicable, HH holds pairs only.")
-    curve: dict[int, list[list[bool]]] = {}  # pairs -> per-seed correctness, seeds in order
-    for r in sorted(rows, key=lambda r: r["seed"]):
+    curve: dict[int, dict[int, list[bool]]] = {}  # pairs -> {seed: test correctness}
+    for r in rows:
         if r["name"].startswith("curve-"):
-            curve.setdefault(r["n_pairs"], []).append([c == "1" for c in r["test_correct"]])
+            curve.setdefault(r["n_pairs"], {})[r["seed"]] = [c == "1" for c in r["test_correct"]]
     if len(curve) >= 2:
         print(curve_reading(slope_per_doubling(sorted(curve.items()), n_boot=args.n_boot), args.target))
     else:

@@ -90,21 +90,29 @@ def test_estimate_is_calibrated_on_the_recipe_run():
 
 def test_slope_per_doubling_hand_worked():
     # one seed; 100 -> 200 pairs is one doubling; correct 1/4 -> 2/4: slope +0.25 per doubling.
-    s = rc.slope_per_doubling([(100, [[1, 0, 0, 0]]), (200, [[1, 1, 0, 0]])], n_boot=500)
+    s = rc.slope_per_doubling([(100, {0: [1, 0, 0, 0]}), (200, {0: [1, 1, 0, 0]})], n_boot=500)
     assert s["slope"] == pytest.approx(0.25) and (s["acc1"], s["acc2"]) == (0.25, 0.5)
     assert s["ci95"][0] <= 0.25 <= s["ci95"][1] and s["ci95"][0] >= 0.0 and s["ci95"][1] <= 1.0
     assert s["seed_sd"] is None
-    # every pair flips to right: d_i = 1 for all i, so every resample gives 1 / log2(4) = 0.5
-    s = rc.slope_per_doubling([(50, [[0, 0, 0]]), (100, [[0, 0, 0]]), (400, [[1, 1, 1]])], n_boot=200)
+    # d = (0, 1, 0, 0): a resample's slope is the share of draws of pair 1, so the bootstrap
+    # distribution is Binomial(4, 1/4) / 4 and its 2.5% / 97.5% quantiles are 0 and 0.75
+    assert s["ci95"] == [0.0, 0.75]
+    # every pair flips to right: d_i = 1 for all i, so every resample gives 1 / log2(4) = 0.5;
+    # the two largest points are used, in whatever order they come
+    s = rc.slope_per_doubling([(400, {0: [1, 1, 1]}), (50, {0: [0, 0, 0]}), (100, {0: [0, 0, 0]})], n_boot=200)
     assert (s["n1"], s["n2"], s["doublings"]) == (100, 400, 2.0)
     assert s["slope"] == pytest.approx(0.5) and s["ci95"] == [pytest.approx(0.5)] * 2
     # two seeds: accuracies (0.25, 0) -> (0.5, 0.75); means 0.125 -> 0.625, slope 0.5;
     # per-seed slopes 0.25 and 0.75: sample sd sqrt(2 * 0.25^2 / 1) = 0.353553
-    s = rc.slope_per_doubling([(100, [[1, 0, 0, 0], [0, 0, 0, 0]]), (200, [[1, 1, 0, 0], [1, 1, 1, 0]])], n_boot=200)
+    s = rc.slope_per_doubling([(100, {0: [1, 0, 0, 0], 1: [0, 0, 0, 0]}),
+                               (200, {1: [1, 1, 1, 0], 0: [1, 1, 0, 0]})], n_boot=200)
     assert s["slope"] == pytest.approx(0.5) and s["seeds"] == 2
     assert s["seed_sd"] == pytest.approx(math.sqrt(2 * 0.25**2))
+    # a seed run at one point only counts in that point's mean, not in the seed spread
+    s = rc.slope_per_doubling([(100, {0: [1, 0, 0, 0], 1: [0, 0, 0, 0]}), (200, {1: [1, 1, 1, 0]})], n_boot=200)
+    assert s["slope"] == pytest.approx(0.75 - 0.125) and s["seeds"] == 1 and s["seed_sd"] is None
     with pytest.raises(ValueError, match="same test pairs"):
-        rc.slope_per_doubling([(100, [[1, 0]]), (200, [[1, 1, 0]])])
+        rc.slope_per_doubling([(100, {0: [1, 0]}), (200, {0: [1, 1, 0]})])
 
 
 def test_curve_reading_follows_the_numbers():
@@ -118,6 +126,37 @@ def test_curve_reading_follows_the_numbers():
     line = rc.curve_reading(flat, target=0.65)
     assert "flat within the noise" in line and "do not reach 0.65" in line and "sd over 3 seeds 1.5" in line
     assert "already at or above 0.55" in rc.curve_reading(rising, target=0.55)
+
+
+def test_paired_difference_hand_worked():
+    # d = (0, 1, 0, 0): +0.25; the bootstrap CI is that of the slope test above (same draws)
+    assert rc.paired_difference([1, 1, 0, 0], [1, 0, 0, 0], n_boot=500) == (0.25, 0.0, 0.75)
+    # the same change on every pair: no spread
+    assert rc.paired_difference([0, 0, 0], [1, 1, 1], n_boot=200) == (-1.0, -1.0, -1.0)
+    with pytest.raises(ValueError, match="3 and 2"):
+        rc.paired_difference([1, 0, 1], [1, 0])
+
+
+def _row(name, seed, n, correct, overrides=None):
+    acc = correct.count("1") / len(correct)
+    return {"name": name, "seed": seed, "n_pairs": n, "overrides": overrides or {}, "steps": -(-n // 8),
+            "trainable_params": 21_235_776, "setup_minutes": 0.2, "train_minutes": 8.0, "eval_minutes": 1.04,
+            "test": {"accuracy": acc, "accuracy_ci95": [acc - 0.05, acc + 0.05]},
+            "train_slice": {"accuracy": 0.7, "n_pairs": min(300, n)}, "test_correct": correct}
+
+
+def test_markdown_table_rows_and_paired_column():
+    rows = [_row("curve-100", 0, 100, "1000"), _row("curve-100", 1, 100, "1100"), _row("curve-all", 0, 1593, "1000"),
+            _row("lora", 0, 1593, "1100", {"freeze_layers": 0, "lora_r": 16, "lora_alpha": 32.0})]
+    lines = rc.markdown_table(rows, n_boot=500).splitlines()
+    assert len(lines) == 2 + 4 + 1 and len({line.count("|") for line in lines}) == 1
+    assert lines[2] == ("| curve-100 | 0 | 100 | recipe | 13 | 21.2M | 0.2 | 8.0 | 1.0 | 0.250 (0.200-0.300) |  "
+                        "| 0.700 (100) |")
+    # lora vs curve-all seed 0 on the same 4 pairs: d = (0, 1, 0, 0)
+    assert lines[5] == ("| lora | 0 | 1,593 | freeze_layers 0, lora_r 16, lora_alpha 32 | 200 | 21.2M | 0.2 | 8.0 | "
+                        "1.0 | 0.500 (0.450-0.550) | +25.0 points (+0.0 to +75.0) | 0.700 (300) |")
+    # seeds 0 and 1 at 100 pairs: 0.25 and 0.5, mean 0.375, sample sd 0.25 / sqrt(2) = 0.177
+    assert lines[6] == "| curve, mean of 2 seeds | | 100 | | | | | | | 0.375 (sd 0.177) | | |"
 
 
 def test_results_file_errors_name_the_line(tmp_path):
@@ -175,3 +214,18 @@ def test_tiny_end_to_end_then_resume_skips(tmp_path, capsys):
 
     with pytest.raises(SystemExit, match=r"lora seed 0 was recorded with other settings \(lora_r: 16 -> 8\)"):
         rc.main(argv + ["--lora-r", "8"])
+
+
+def test_dry_run_prints_the_estimates_and_trains_nothing(tmp_path, capsys):
+    train, test = _hh_file(tmp_path / "train.jsonl", 16), _hh_file(tmp_path / "test.jsonl", 8, offset=100)
+    out = tmp_path / "out"
+    rc.main(["--dry-run", "--out", str(out), "--train", train, "--test", test, "--curve", "8,all",
+             "--runs", "curve-8,lora"])
+    printed = capsys.readouterr().out
+    # the recipe's settings (freeze 24, max_length 128, 1 epoch); eval = 8 test + min(300, n) train pairs
+    curve, lora = rc.estimate_minutes(8, 1, 128, 24, False, 16), rc.estimate_minutes(16, 1, 128, 0, True, 24)
+    assert f"curve-8         0      8      1{curve:>10.1f}  to run" in printed
+    assert f"lora            0     16      2{lora:>10.1f}  to run" in printed
+    assert f"expected: {curve + lora:.1f} min for 2 runs" in printed
+    assert "Plackett-Luce vs Bradley-Terry: not run, HH holds pairs only" in printed
+    assert not out.exists()
