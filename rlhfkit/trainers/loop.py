@@ -34,8 +34,9 @@ Fully sharded (``cfg.shard == "fsdp"``, or ``accelerate launch`` with an FSDP co
 steps, but the trained model is split with FSDP2 (``fully_shard``, one unit per decoder layer plus
 the root), so each rank holds 1/N of the parameters, gradients and AdamW moments. FSDP sums the
 gradients itself (a reduce-scatter instead of the all-reduce), every rank runs the same number of
-forwards (FSDP gathers each layer's weights in a collective), and checkpoints and model folders
-hold the full weights gathered on rank 0.
+forwards (FSDP gathers each layer's weights in a collective), and model folders hold the full
+weights gathered on rank 0. Not built for a sharded run, and refused: checkpoints, LoRA and
+trainers that call their model outside ``loss`` / ``evaluate`` (online RL samples with it).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def is_sharded(model: torch.nn.Module) -> bool:
 
 def shard_model(model: torch.nn.Module) -> None:
     """FSDP2 over all ranks: one unit per decoder layer (the class named in accelerate's
-    ``ACCELERATE_FSDP_TRANSFORMER_CLS_TO_WRAP``, else the model's own ``_no_split_modules``) and
+    ``FSDP_TRANSFORMER_CLS_TO_WRAP``, else the model's own ``_no_split_modules``) and
     the root for the rest (embeddings, final norm, heads: a tied LM head stays with its embedding).
 
     The trainers call parts of the model (the decoder stack, the LM or reward head), never the
@@ -253,7 +254,7 @@ def shard_model(model: torch.nn.Module) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 
-    named = os.environ.get("ACCELERATE_FSDP_TRANSFORMER_CLS_TO_WRAP", "")
+    named = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "")
     names = {n.strip() for n in named.split(",") if n.strip()}
     names = names or {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or ())}
     layers = [m for m in model.modules() if type(m).__name__ in names]

@@ -49,15 +49,22 @@ def run(model_dir: str, names: tuple[str, ...] = ("dpo", "reward"), save_to: str
         # (0.5/1/2), so each rank's share of the step's weight differs too.
         settings = dict(model=model_dir, lr=1e-3, lr_schedule="constant", warmup_ratio=0.0, max_grad_norm=1.0,
                         batch_size=2, grad_accum=4, max_steps=2, max_length=64, progress=False, seed=0,
-                        shard=shard or "none")
+                        shard=shard or "none", eval_every=2 if trainer_name == "reward" else 0)
         cfg = entry.config(**{**settings, **(ONLINE if trainer_name in ONLINE_NAMES else {})})
         trainer = entry.build(cfg, polite_pairs(13), None)
+        if trainer_name == "reward":  # held-out pairs, evaluated by the loop after step 2 and after it
+            from rlhfkit.packing import tokenize_reward_pairs
+
+            trainer.eval_tok = tokenize_reward_pairs(trainer.model.tokenizer, polite_pairs(6, seed=1), cfg.max_length)
         initial = full_parameters(trainer.model)
         trainer.train()
         out[name] = {"params": full_parameters(trainer.model),
                      "initial": initial,
                      "losses": [h["loss"] for h in trainer.history],
-                     "grad_norms": [h["grad_norm"] for h in trainer.history]}
+                     "grad_norms": [h["grad_norm"] for h in trainer.history],
+                     "sharded": loop.is_sharded(trainer.model)}
+        if trainer_name == "reward":
+            out[name]["eval_margins"] = [trainer.history[-1]["eval_mean_margin"], trainer.evaluate(n_boot=10)["mean_margin"]]
         if shard and save_to:
             folder = Path(f"{save_to}.{trainer_name}-{shard}")
             if trainer_name == "reward":

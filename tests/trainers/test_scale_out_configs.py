@@ -35,6 +35,9 @@ def test_fsdp_config_wraps_the_decoder_layers_of_our_models():
     fsdp = cfg.fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # one HF folder at the end
+    # true would make transformers load empty weights on ranks > 0 once a process group exists
+    # (a second model in one run), which the loop's broadcast from rank 0 cannot fill
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is False
     model, _ = tiny_causal_lm(layers=1, hidden=16, heads=2, kv_heads=1)
     assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == type(model.model.layers[0]).__name__
 
@@ -104,10 +107,10 @@ def test_fsdp_layer_class_comes_from_accelerate_or_the_model(monkeypatch):
     from rlhfkit.models import tiny_causal_lm
 
     model, _ = tiny_causal_lm(layers=1, hidden=16, heads=2, kv_heads=1)
-    monkeypatch.setenv("ACCELERATE_FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block")
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block")
     with pytest.raises(ValueError, match="no layer of class GPT2Block in LlamaForCausalLM.*LlamaDecoderLayer"):
         loop.shard_model(model)
-    monkeypatch.delenv("ACCELERATE_FSDP_TRANSFORMER_CLS_TO_WRAP")
+    monkeypatch.delenv("FSDP_TRANSFORMER_CLS_TO_WRAP")
     import torch.distributed as dist
     from torch.distributed.fsdp import FSDPModule
 
