@@ -84,13 +84,15 @@ class RewardModel(nn.Module):
         self.meta["lora"] = {"r": r, "alpha": alpha}
         return self
 
-    def save(self, out, extra_meta: dict | None = None) -> Path:
-        """Write a transformers-loadable folder (LoRA merged) plus our metadata, atomically."""
+    def save(self, out, extra_meta: dict | None = None, state_dict: dict | None = None) -> Path:
+        """Write a transformers-loadable folder (LoRA merged) plus our metadata, atomically.
+        ``state_dict``: this module's full weights when its own are sharded (gathered by FSDP)."""
         from rlhfkit.data.atomic import atomic_dir
 
         out = Path(out)
+        net_weights = {k.removeprefix("net."): v for k, v in state_dict.items()} if state_dict is not None else None
         with atomic_dir(out) as tmp:
-            self.plain_net().save_pretrained(tmp)
+            self.plain_net().save_pretrained(tmp, **({"state_dict": net_weights} if net_weights is not None else {}))
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
             meta = {**self.meta, **(extra_meta or {})}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 SCHEDULES = ("constant", "linear", "cosine")
 REPORTERS = ("none", "tensorboard", "wandb", "mlflow")
+SHARDING = ("none", "fsdp")
 LOSSES = ("dpo", "ipo", "cdpo", "robust", "simpo", "kto")
 REWARD_LOSSES = ("bt", "pl", "regression")
 
@@ -49,6 +50,9 @@ class TrainConfig:
     progress: bool = _f(True, "show a progress bar")
     report_to: str = _f("none", "experiment tracker besides metrics.jsonl: none | tensorboard | wandb | mlflow "
                         "(runs under OUT; the library is imported only when chosen)")
+    shard: str = _f("none", "none | fsdp: launched with several processes, shard the trained model's parameters, "
+                    "gradients and AdamW state over them (FSDP2, one unit per decoder layer); `accelerate launch "
+                    "--config_file configs/accelerate/fsdp.yaml` turns it on too")
 
     def validate(self) -> "TrainConfig":
         if self.lr_schedule not in SCHEDULES:
@@ -63,6 +67,8 @@ class TrainConfig:
             if importlib.util.find_spec(self.report_to) is None:
                 raise ValueError(f"report_to={self.report_to} needs the {self.report_to} package: "
                                  f"pip install {self.report_to} (or report_to=none)")
+        if self.shard not in SHARDING:
+            raise ValueError(f"unknown shard {self.shard!r}; choose {', '.join(SHARDING)}")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
         return self

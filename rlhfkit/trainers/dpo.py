@@ -119,6 +119,7 @@ class DPOTrainer:
     """setup (tokenize + reference) -> train (``loop.fit``) -> save. Phases: module docstring."""
 
     name = "dpo"
+    supports_fsdp = True  # the model is called only inside loss/evaluate (loop.shard_model)
 
     def __init__(self, model, tokenizer, cfg: DPOConfig, out_dir: str | Path | None = None,
                  show_progress: bool | None = None):

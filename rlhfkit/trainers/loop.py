@@ -29,10 +29,19 @@ whole step summed over ranks, and the gradients are summed over ranks before cli
 processes take exactly the step one process takes on the same global batch
 (``batch_size * grad_accum`` examples, whatever N is; N only shrinks each rank's share). Only
 rank 0 writes metrics, checkpoints, tracker runs and model folders.
+
+Fully sharded (``cfg.shard == "fsdp"``, or ``accelerate launch`` with an FSDP config): the same
+steps, but the trained model is split with FSDP2 (``fully_shard``, one unit per decoder layer plus
+the root), so each rank holds 1/N of the parameters, gradients and AdamW moments. FSDP sums the
+gradients itself (a reduce-scatter instead of the all-reduce), every rank runs the same number of
+forwards (FSDP gathers each layer's weights in a collective), and model folders hold the full
+weights gathered on rank 0. Not built for a sharded run, and refused: checkpoints, LoRA and
+trainers that call their model outside ``loss`` / ``evaluate`` (online RL samples with it).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -48,7 +57,7 @@ from rlhfkit.trainers.config import SCHEDULES, TrainConfig
 CHECKPOINT = Path("checkpoint") / "state.pt"
 # config fields that may change between a run and its resumption
 RESUMABLE_CHANGES = {"progress", "resume", "max_steps", "epochs", "save_every", "log_every", "eval_every",
-                     "out", "eval_data", "report_to"}
+                     "out", "eval_data", "report_to", "shard"}
 
 
 class Trainer(Protocol):
@@ -119,22 +128,26 @@ def is_main_process() -> bool:
     return world()[0] == 0
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true")
+
+
 def init_distributed() -> int:
     """Join the process group that ``torchrun`` / ``accelerate launch`` describe in the environment
     (``WORLD_SIZE`` > 1); returns the world size (1 when not launched distributed).
 
     gloo carries CPU tensors (the trainers keep their models where they were loaded) and NCCL CUDA
-    ones. Sharded engines (FSDP, DeepSpeed ZeRO) need the model handed to the engine, which the
-    loop does not do: refused by name rather than silently run as plain data parallelism."""
+    ones. DeepSpeed ZeRO needs the model and optimiser handed to its engine, which the loop does
+    not do: refused by name rather than silently run as plain data parallelism. (FSDP is the
+    loop's own: ``shard_model``.)"""
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not dist.is_initialized():
         return 1
-    for flag, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(flag, "").lower() in ("1", "true"):
-            raise RuntimeError(f"launched with an accelerate {engine} config: the training loop does data "
-                               "parallelism only (every rank holds the whole model); launch with "
-                               "configs/accelerate/ddp.yaml or torchrun (see docs/scale-out.md)")
+    if _env_flag("ACCELERATE_USE_DEEPSPEED"):
+        raise RuntimeError("launched with an accelerate DeepSpeed config: the training loop does not hand its "
+                           "model to DeepSpeed; for sharding launch with configs/accelerate/fsdp.yaml (or "
+                           "shard: fsdp), else configs/accelerate/ddp.yaml or torchrun (see docs/scale-out.md)")
     if not dist.is_initialized():
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
@@ -195,11 +208,11 @@ def all_reduce_gradients(params: list[torch.nn.Parameter], bucket_numel: int = 1
                 offset += g.numel()
 
 
-def _sum_over_ranks(value: float) -> float:
+def _sum_over_ranks(value: float, op: str = "SUM") -> float:
     import torch.distributed as dist
 
     t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
+    dist.all_reduce(t, op=getattr(dist.ReduceOp, op))
     return float(t.item())
 
 
@@ -215,6 +228,60 @@ def _sum_metrics_over_ranks(sums: dict[str, float]) -> dict[str, float]:
         for key, value in part.items():
             total[key] = total.get(key, 0.0) + value
     return total
+
+
+# --------------------------------------------------------------------------- fully sharded
+def sharding(cfg: TrainConfig) -> str:
+    """"fsdp" when the run asks for it (``cfg.shard``, or the ``ACCELERATE_USE_FSDP`` that
+    ``accelerate launch`` sets from an FSDP config) and has more than one process, else "none"."""
+    wanted = "fsdp" if _env_flag("ACCELERATE_USE_FSDP") else cfg.shard
+    return wanted if world()[1] > 1 else "none"
+
+
+def is_sharded(model: torch.nn.Module) -> bool:
+    return hasattr(model, "run_as_forward")
+
+
+def shard_model(model: torch.nn.Module) -> None:
+    """FSDP2 over all ranks: one unit per decoder layer (the class named in accelerate's
+    ``FSDP_TRANSFORMER_CLS_TO_WRAP``, else the model's own ``_no_split_modules``) and
+    the root for the rest (embeddings, final norm, heads: a tied LM head stays with its embedding).
+
+    The trainers call parts of the model (the decoder stack, the LM or reward head), never the
+    root's ``forward``, which is where FSDP gathers the root's weights: ``run_as_forward(fn, ...)``
+    (``register_fsdp_forward_method``) runs ``fn`` as that forward. Gradients are summed, not
+    averaged, over ranks: the loop's loss weights already divide by the whole step's weight."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
+
+    named = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "")
+    names = {n.strip() for n in named.split(",") if n.strip()}
+    names = names or {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or ())}
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        found = sorted({type(m).__name__ for m in model.modules()})
+        raise ValueError(f"FSDP: no layer of class {', '.join(sorted(names)) or '(none named)'} in "
+                         f"{type(model).__name__} (fsdp_transformer_layer_cls_to_wrap; it has {', '.join(found)})")
+    mesh = init_device_mesh(next(model.parameters()).device.type, (world()[1],))
+    for layer in layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # a plain SUM: gloo has no PREMUL_SUM
+    model.run_as_forward = lambda fn, *args, **kwargs: fn(*args, **kwargs)
+    register_fsdp_forward_method(model, "run_as_forward")
+
+
+def gathered_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """A sharded model's full state dict, on the CPU of rank 0 (empty elsewhere); every rank must
+    call it (the weights are gathered in collectives). None for an unsharded model."""
+    if not is_sharded(model):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -257,6 +324,7 @@ def save_hf_folder(model, tokenizer, out: Path) -> Path:
     first. Written to a temporary sibling and moved in place, so a crash leaves no half folder."""
     from rlhfkit.data.atomic import atomic_dir
 
+    weights = gathered_state_dict(model)  # sharded: every rank sends its shards to rank 0
     if not is_main_process():  # rank 0 writes; the others wait until the folder is there
         barrier()
         return Path(out)
@@ -265,7 +333,7 @@ def save_hf_folder(model, tokenizer, out: Path) -> Path:
 
         model = copy.deepcopy(model).merge_and_unload()
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": weights} if weights is not None else {}))
         tokenizer.save_pretrained(tmp)
     barrier()
     return Path(out)
@@ -313,25 +381,45 @@ def train_step(trainer: Trainer, optimizer, step: int) -> dict:
     rank, size = world()
     if size > 1:
         init_distributed()
-    parts = trainer.micro_batches(trainer.batch_for_step(step)[rank::size])  # batch (this rank's share)
+    indices = trainer.batch_for_step(step)
+    parts = trainer.micro_batches(indices[rank::size])  # batch (this rank's share)
     denominator = sum(weight for _, weight in parts)
     if size > 1:
         denominator = _sum_over_ranks(denominator)  # the weight of the whole step, every rank's
+    sharded = is_sharded(model)
+    if sharded:  # FSDP gathers weights in collectives: every rank runs as many forwards, padded with weight 0
+        filler = parts[-1][0] if parts else trainer.micro_batches(indices[:1])[0][0]
+        parts += [(filler, 0.0)] * (int(_sum_over_ranks(len(parts), "MAX")) - len(parts))
     sums: dict[str, float] = {}
     for batch, weight in parts:
-        loss, metrics = trainer.loss(batch)  # forward + loss
+        loss, metrics = model.run_as_forward(trainer.loss, batch) if sharded else trainer.loss(batch)  # forward + loss
         share = weight / denominator
         (loss * share).backward()  # accumulate: the step's loss is the weighted mean over its examples
         for key, value in {"loss": loss.detach(), **metrics}.items():
             sums[key] = sums.get(key, 0.0) + float(value) * share
     params = trainable_parameters(model)
     if size > 1:
-        all_reduce_gradients(params)  # every rank now holds the gradient of the whole step
+        if not sharded:  # (FSDP has summed them already, each rank keeping its shard)
+            all_reduce_gradients(params)  # every rank now holds the gradient of the whole step
         sums = _sum_metrics_over_ranks(sums)
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm  # sharded: a replicated DTensor
     optimizer.step()  # step
     return {"step": step + 1, **sums, "grad_norm": float(norm), "lr": optimizer.param_groups[0]["lr"],
             "s_per_step": time.perf_counter() - t0}
+
+
+def _check_shardable(trainer: Trainer, ckpt: Path | None) -> None:
+    """What the FSDP path is not built (and tested) for, refused before any work."""
+    cfg, what = trainer.cfg, f"{getattr(trainer, 'name', type(trainer).__name__)} with FSDP"
+    if not getattr(trainer, "supports_fsdp", False):
+        raise RuntimeError(f"{what}: not built for this trainer (it calls its model outside the loss, "
+                           "e.g. to sample); launch it without sharding (docs/scale-out.md)")
+    if cfg.lora_r:
+        raise RuntimeError(f"{what}: LoRA under FSDP is not built; use lora_r 0 or launch without sharding")
+    if cfg.save_every or (cfg.resume and ckpt is not None and ckpt.exists()):
+        raise RuntimeError(f"{what}: checkpoints of a sharded run are not built; use save_every 0 "
+                           f"(and --no-resume or another --out if {ckpt} exists)")
 
 
 def fit(trainer: Trainer, out: Path | None, stop_after: int | None = None, description: str = "training") -> list[dict]:
@@ -342,11 +430,16 @@ def fit(trainer: Trainer, out: Path | None, stop_after: int | None = None, descr
     from rlhfkit.trainers.tracking import open_tracker
 
     cfg = trainer.cfg
-    if init_distributed() > 1:
+    ckpt = Path(out) / CHECKPOINT if out else None
+    if init_distributed() > 1 and not is_sharded(trainer.model):
         broadcast_parameters(trainer.model)
+        if sharding(cfg) == "fsdp":
+            _check_shardable(trainer, ckpt)
+            shard_model(trainer.model)  # before the optimiser: it steps the shards
+            if hasattr(trainer, "evaluate"):  # also when called after fit (final evaluation)
+                trainer.evaluate = functools.partial(trainer.model.run_as_forward, trainer.evaluate)
     main = is_main_process()
     optimizer = adamw(trainable_parameters(trainer.model), cfg.lr, cfg.weight_decay)
-    ckpt = Path(out) / CHECKPOINT if out else None
     step, history = 0, getattr(trainer, "history", [])
     if cfg.resume and ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, trainer.model, optimizer)

@@ -54,6 +54,7 @@ class RewardModelTrainer:
     """setup() -> train() -> save(); ``train`` may stop early via ``stop_after`` (tests)."""
 
     name = "reward"
+    supports_fsdp = True  # the model is called only inside loss/evaluate (loop.shard_model)
 
     def __init__(self, cfg: RewardTrainConfig, train_pairs=None, eval_pairs=None, model=None):
         """``train_pairs``: training examples instead of ``cfg.data``: ``PreferencePair``s (read
@@ -225,10 +226,11 @@ class RewardModelTrainer:
         meta = {"train_config": asdict(self.cfg), "steps": self.step, "max_length": self.cfg.max_length}
         if final_eval is not None:
             meta["eval"] = final_eval
+        weights = loop.gathered_state_dict(self.model)  # sharded (FSDP): the full weights, on rank 0
         if not loop.is_main_process():  # launched distributed: rank 0 writes the folder
             loop.barrier()
             return self.out
-        folder = self.model.save(self.out, extra_meta=meta)
+        folder = self.model.save(self.out, extra_meta=meta, state_dict=weights)
         loop.barrier()
         return folder
 

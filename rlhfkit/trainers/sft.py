@@ -79,6 +79,7 @@ class SFTTrainer:
     """setup (tokenize + pack) -> train (``loop.fit``) -> save."""
 
     name = "sft"
+    supports_fsdp = True  # the model is called only inside loss/evaluate (loop.shard_model)
 
     def __init__(self, model, tokenizer, cfg: SFTConfig, out_dir: str | Path | None = None,
                  show_progress: bool | None = None):

@@ -1,6 +1,7 @@
 """The accelerate configs shipped in configs/accelerate/ parse with accelerate's own loader (which
-refuses unknown keys) and say what their names promise; the loop refuses a sharded launch by name
-instead of silently running it as plain data parallelism."""
+refuses unknown keys) and say what their names promise; an FSDP launch turns on the loop's own
+sharding (tests/trainers/test_distributed.py runs it), a DeepSpeed launch is refused by name
+instead of silently running as plain data parallelism, and so is what the sharded path lacks."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def test_fsdp_config_wraps_the_decoder_layers_of_our_models():
     fsdp = cfg.fsdp_config
     assert fsdp["fsdp_version"] == 2 and fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
     assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # one HF folder at the end
+    # true would make transformers load empty weights on ranks > 0 once a process group exists
+    # (a second model in one run), which the loop's broadcast from rank 0 cannot fill
+    assert fsdp["fsdp_cpu_ram_efficient_loading"] is False
     model, _ = tiny_causal_lm(layers=1, hidden=16, heads=2, kv_heads=1)
     assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == type(model.model.layers[0]).__name__
 
@@ -53,12 +57,70 @@ def test_single_process_needs_no_process_group(monkeypatch):
     assert loop.world() == (0, 1) and loop.is_main_process()
 
 
-@pytest.mark.parametrize("flag, engine", [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")])
-def test_sharded_launch_refused_by_name(monkeypatch, flag, engine):
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch --config_file fsdp.yaml` sets
-    monkeypatch.setenv(flag, "true")
-    with pytest.raises(RuntimeError, match=f"accelerate {engine} config.*ddp.yaml"):
+def test_deepspeed_launch_refused_by_name(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what `accelerate launch --config_file zero3.yaml` sets
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(RuntimeError, match="accelerate DeepSpeed config.*fsdp.yaml"):
         loop.init_distributed()
+
+
+def test_fsdp_is_asked_for_by_config_or_by_accelerate(monkeypatch):
+    from rlhfkit.trainers.config import DPOConfig
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert loop.sharding(DPOConfig()) == "none" and loop.sharding(DPOConfig(shard="fsdp")) == "fsdp"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # accelerate launch --config_file fsdp.yaml
+    assert loop.sharding(DPOConfig()) == "fsdp"
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to shard over
+    assert loop.sharding(DPOConfig(shard="fsdp")) == "none"
+    with pytest.raises(ValueError, match="unknown shard 'zero3'"):
+        DPOConfig(shard="zero3").validate()
+
+
+def test_what_the_sharded_path_lacks_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from rlhfkit.trainers.config import DPOConfig, RLConfig
+
+    online = SimpleNamespace(name="grpo", cfg=RLConfig())
+    with pytest.raises(RuntimeError, match="grpo with FSDP: not built for this trainer"):
+        loop._check_shardable(online, None)
+    dpo = SimpleNamespace(name="dpo", supports_fsdp=True, cfg=DPOConfig(lora_r=8))
+    with pytest.raises(RuntimeError, match="LoRA under FSDP"):
+        loop._check_shardable(dpo, None)
+    dpo.cfg = DPOConfig(save_every=10)
+    with pytest.raises(RuntimeError, match="checkpoints of a sharded run"):
+        loop._check_shardable(dpo, None)
+    ckpt = tmp_path / "state.pt"
+    ckpt.write_bytes(b"")
+    dpo.cfg = DPOConfig()
+    with pytest.raises(RuntimeError, match="checkpoints of a sharded run"):  # it would resume from it
+        loop._check_shardable(dpo, ckpt)
+    dpo.cfg = DPOConfig(resume=False)
+    loop._check_shardable(dpo, ckpt)  # --no-resume: starts over, writes no checkpoint
+
+
+def test_fsdp_layer_class_comes_from_accelerate_or_the_model(monkeypatch):
+    """The unit class: accelerate's fsdp_transformer_layer_cls_to_wrap when given (a class the
+    model lacks is named in the error, before any process group is needed), else the model's."""
+    from rlhfkit.models import tiny_causal_lm
+
+    model, _ = tiny_causal_lm(layers=1, hidden=16, heads=2, kv_heads=1)
+    monkeypatch.setenv("FSDP_TRANSFORMER_CLS_TO_WRAP", "GPT2Block")
+    with pytest.raises(ValueError, match="no layer of class GPT2Block in LlamaForCausalLM.*LlamaDecoderLayer"):
+        loop.shard_model(model)
+    monkeypatch.delenv("FSDP_TRANSFORMER_CLS_TO_WRAP")
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FSDPModule
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        loop.shard_model(model)  # a one-rank mesh: the units are what matter here
+    finally:
+        dist.destroy_process_group()
+    units = [name for name, m in model.named_modules() if isinstance(m, FSDPModule)]
+    assert units == ["", "model.layers.0"] and loop.is_sharded(model)  # the root and each decoder layer
 
 
 def test_gradient_all_reduce_buckets_and_untouched_parameters():
