@@ -247,6 +247,9 @@ def turn_sentence(turn: dict, fits: dict) -> str:
     if turn["interior"]:
         head = (f"TURN: gold peaks at N={turn['n_peak']} ({turn['gold_peak']:.3f}) and falls to "
                 f"{turn['gold_at_n_max']:.3f} at N={turn['n_max']}: a drop of {turn['drop']:.3f}, 95% CI [{lo:.3f}, {hi:.3f}]")
+    elif turn["significant_drop"]:
+        head = (f"NO PEAK: gold is highest at the smallest N={turn['n_peak']} and falls by {turn['drop']:.3f} "
+                f"(95% CI [{lo:.3f}, {hi:.3f}]) to N={turn['n_max']}: the proxy misleads from the start")
     elif turn["n_peak"] == turn["n_max"]:
         head = f"NO TURN: gold is highest at the largest N={turn['n_max']} ({turn['gold_at_n_max']:.3f})"
     else:

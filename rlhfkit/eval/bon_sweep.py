@@ -89,10 +89,12 @@ def bon_sweep(proxy: Sequence, gold: Sequence, ns: Sequence[int], n_boot: int = 
 def gold_turn(proxy: Sequence, gold: Sequence, ns: Sequence[int], n_boot: int = 2000, seed: int = 0,
               level: float = 0.95) -> dict:
     """Is the gold's peak interior? The N with the highest mean gold, and the paired bootstrap CI
-    (resampling prompts) of gold(N_peak) - gold(N_max). ``interior`` is True when N_peak < N_max
-    and that CI lies above 0: the gold fell past its peak by more than its sampling error.
-    (N_peak is picked on the same data, which favours finding a peak a little; the CI is on the
-    fall from it, not on where it is.)"""
+    (resampling prompts) of gold(N_peak) - gold(N_max). ``significant_drop``: that CI lies above
+    0, the gold fell past its best point by more than its sampling error; ``interior``: also the
+    best point is neither the smallest nor the largest N (best-of-N helped the gold, then hurt
+    it). A significant drop from the smallest N means the proxy misleads from the start. (N_peak
+    is picked on the same data, which favours finding a peak a little; the CI is on the fall from
+    it, not on where it is.)"""
     ns = sorted(set(int(n) for n in ns))
     proxy_a = np.asarray(proxy, dtype=float)
     e_gold = expected_best_of_n(proxy_a, gold, ns)  # (P, K)
@@ -103,4 +105,4 @@ def gold_turn(proxy: Sequence, gold: Sequence, ns: Sequence[int], n_boot: int = 
     lo, hi = np.quantile(drop[idx].mean(axis=1), [(1 - level) / 2, (1 + level) / 2])
     return {"n_peak": ns[k_peak], "n_max": ns[-1], "gold_peak": float(means[k_peak]), "gold_at_n_max": float(means[-1]),
             "drop": float(drop.mean()), "drop_ci95": [float(lo), float(hi)],
-            "interior": bool(k_peak < len(ns) - 1 and lo > 0)}
+            "significant_drop": bool(lo > 0), "interior": bool(0 < k_peak < len(ns) - 1 and lo > 0)}

@@ -120,6 +120,9 @@ def overopt(run, a: str) -> str:
             finding = (f'<p class="finding">Gold reward peaked at {peak} and fell to {last} by '
                        f'{fmt(turn.get("drop"))} ({esc(ci[2:])}), beyond its sampling error'
                        + (", while the proxy kept rising" if rising else "") + ": over-optimisation.</p>")
+        elif turn.get("significant_drop"):
+            finding = (f'<p class="finding">Gold reward is highest at the smallest N ({peak}) and falls to {last} '
+                       f'({fmt(turn.get("drop"))}{esc(ci)}): the proxy misleads from the first step.</p>')
         elif turn.get("n_peak") != turn.get("n_max"):
             finding = (f'<p class="finding ok">Gold reward is highest at {peak}, but its fall to {last} '
                        f'({fmt(turn.get("drop"))}{esc(ci)}) is within the sampling error: no clear turn.</p>')

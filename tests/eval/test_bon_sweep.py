@@ -72,11 +72,14 @@ def test_gold_turn_is_found_only_when_the_gold_falls_past_its_peak():
     ns = [1, 2, 4, 8, 16, 32]
     # gold peaks where the proxy is 0.8: the proxy-best of 32 (proxy ~ 0.97) is past it
     turn = gold_turn(proxy, -((proxy - 0.8) ** 2), ns, n_boot=500)
-    assert turn["interior"] and 1 < turn["n_peak"] < 32 and turn["drop_ci95"][0] > 0
+    assert turn["interior"] and turn["significant_drop"] and 1 < turn["n_peak"] < 32 and turn["drop_ci95"][0] > 0
     assert turn["gold_peak"] > turn["gold_at_n_max"]
     # gold = proxy: the peak is at N_max, no turn
     flat = gold_turn(proxy, proxy, ns, n_boot=500)
     assert flat["n_peak"] == 32 and not flat["interior"] and flat["drop"] == 0.0
+    # gold = -proxy: best-of-N hurts from the first step; a significant drop but no interior peak
+    falls = gold_turn(proxy, -proxy, ns, n_boot=500)
+    assert falls["n_peak"] == 1 and falls["significant_drop"] and not falls["interior"]
     # gold unrelated to the proxy: whatever N "peaks", the fall is within the noise
     noise = gold_turn(proxy, rng.normal(size=proxy.shape), ns, n_boot=500)
     assert not noise["interior"]

@@ -228,7 +228,10 @@ def test_best_of_n_sweep_with_cis_follows_the_writers_turn_test(tmp_path):
     assert "<th>proxy 95% CI</th><th>gold 95% CI</th>" in page and "<td>[0.05, 0.15]</td>" in page
     assert "<th>R²</th>" in page and '<td class="num">0.91</td>' in page
     assert len(png_sizes(page)) == 1  # the over-optimisation plot, error bars and all
-    real = dict(noisy, drop=0.12, drop_ci95=[0.05, 0.19], interior=True)
+    start = dict(noisy, n_peak=1, drop=0.1, drop_ci95=[0.02, 0.18], significant_drop=True)
+    page = _bon_sweep_file(tmp_path / "c", start)
+    assert "Gold reward is highest at the smallest N (N = 1) and falls to N = 8 (0.1, 95% CI 0.02–0.18)" in page
+    real = dict(noisy, drop=0.12, drop_ci95=[0.05, 0.19], interior=True, significant_drop=True)
     page = _bon_sweep_file(tmp_path / "b", real)
     assert ("Gold reward peaked at N = 4 and fell to N = 8 by 0.12 (95% CI 0.05–0.19), beyond its sampling error, "
             "while the proxy kept rising: over-optimisation.") in page
