@@ -326,6 +326,7 @@ def main(argv=None) -> dict:
     words = np.array([[len(a.split()) for a in group] for group in answers], dtype=float)
     best = np.argmax(proxy, axis=1)  # what best-of-M picks (first of equal maxima)
     extra = {"seconds": seconds, "empty_answers": empty, "mean_words": float(words.mean()),
+             "words_quartiles": [float(q) for q in np.quantile(words, [0.25, 0.5, 0.75])],
              "mean_words_best_of_m": float(words[np.arange(len(best)), best].mean()),
              "examples": [{"prompt": str(held_out[i].prompt), "best_of_m": answers[i][best[i]],
                            "a_sample": answers[i][0]} for i in range(min(3, len(answers)))],
@@ -338,8 +339,9 @@ def main(argv=None) -> dict:
     print(f"{len(train)} train prompts x {args.label_answers} answers labelled by the pool (gold agreement "
           f"{pool_facts['gold_agreement']:.3f} on {pool_facts['gold_agreement_pairs']} pairs, length bias "
           f"{args.length_bias}/100 chars); {len(held_out)} held-out prompts x {args.samples} samples "
-          f"({empty} empty); answers {extra['mean_words']:.1f} words on average, best-of-{args.samples} under the "
-          f"proxy {extra['mean_words_best_of_m']:.1f}")
+          f"({empty} empty); answers {extra['mean_words']:.1f} words on average (quartiles "
+          f"{', '.join(f'{q:.0f}' for q in extra['words_quartiles'])}), best-of-{args.samples} under the proxy "
+          f"{extra['mean_words_best_of_m']:.1f}; gold {args.gold} {json.dumps(args.gold_kwargs)}")
     lo, hi = agreement["ci95"]
     print(f"proxy vs gold on {agreement['pairs']} held-out pairs: {agreement['agreement']:.3f} [{lo:.3f}, {hi:.3f}] "
           f"(the longer answer of each pair: {agreement['longer_answer_agreement']:.3f})")
