@@ -33,6 +33,19 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
+def best_of_n_for_kl(kl: float, n_max: float = 1e12) -> float:
+    """The (real) N whose best-of-N KL is ``kl``: the inverse of log N - 1 + 1/N, which rises
+    from 0 at N = 1 (its derivative 1/N - 1/N^2 is positive for N > 1); found by bisection on log N."""
+    if not 0 <= kl <= best_of_n_kl(int(n_max)):
+        raise ValueError(f"kl must be in [0, {best_of_n_kl(int(n_max)):.4g}] nats, got {kl}")
+    lo, hi = 0.0, math.log(n_max)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        n = math.exp(mid)
+        lo, hi = (mid, hi) if math.log(n) - (n - 1) / n < kl else (lo, mid)
+    return math.exp((lo + hi) / 2)
+
+
 def _features(form: str, d: np.ndarray) -> np.ndarray:
     if form == "best_of_n":
         return np.stack([d, -d * d], axis=1)  # (n, 2)

@@ -86,6 +86,11 @@ def _check_evals(evals: dict[str, tuple[Path, Any]]) -> None:
             raise ReportError(path, None, "form", f"expected 'bon' or 'rl', got {o.get('form')!r}")
         for i, p in enumerate(o["points"]):
             need(p, path, "kl", "proxy", "gold", where=f"points[{i}].")
+            for key in ("proxy_ci95", "gold_ci95"):
+                c = p.get(key)
+                if c is not None and not (isinstance(c, list) and len(c) == 2 and all(
+                        isinstance(x, (int, float)) and not isinstance(x, bool) for x in c)):
+                    raise ReportError(path, None, f"points[{i}].{key}", f"expected [lo, hi], got {c!r}")
         for name, coef in (o.get("fit") or {}).items():
             need(coef, path, "alpha", "beta", where=f"fit.{name}.")
     if "sycophancy.json" in evals:

@@ -166,6 +166,11 @@ def overoptimization(points: list[dict], form: str, fit: dict) -> str:
     for name in ("proxy", "gold"):
         colour = COLOURS[name]
         ax.scatter(ds, [p[name] for p in points], color=colour, s=28, zorder=3, label=f"{name} (measured)")
+        cis = [p.get(f"{name}_ci95") for p in points]
+        if all(isinstance(c, (list, tuple)) and len(c) == 2 for c in cis):  # 95% CI as error bars
+            ys = [p[name] for p in points]
+            ax.errorbar(ds, ys, yerr=[[max(0.0, y - c[0]) for y, c in zip(ys, cis)], [max(0.0, c[1] - y) for y, c in zip(ys, cis)]],
+                        fmt="none", ecolor=colour, elinewidth=1.2, capsize=3, alpha=0.7, zorder=2)
         if name in fit:
             a, b = fit[name]["alpha"], fit[name]["beta"]
             ax.plot(grid, [gao_curve(d, a, b, form) for d in grid], color=colour, linewidth=2,

@@ -107,10 +107,30 @@ def overopt(run, a: str) -> str:
            "d = √KL from the reference, with Gao et al. (2022)'s fitted forms. <b>Gold reward peaking while "
            "the proxy keeps rising is over-optimisation</b>: beyond the peak the policy exploits the proxy.")
     finding = ""
-    if len(pts) >= 3:
+    label = lambda p: p.get("checkpoint", p.get("n", "?"))  # noqa: E731
+    turn = o.get("turn")
+    if isinstance(turn, dict) and "interior" in turn:  # the writer tested the fall against its CI
+        lo, hi = _ci(turn.get("drop_ci95"))
+        ci = f", 95% CI {fmt(lo)}–{fmt(hi)}" if lo is not None else ""
+        peak, last = (f"N = {esc(turn.get(k))}" for k in ("n_peak", "n_max"))
+        if turn["interior"]:
+            by_n = {p.get("n"): p for p in pts}
+            rising = (turn.get("n_peak") in by_n and turn.get("n_max") in by_n
+                      and by_n[turn["n_max"]]["proxy"] > by_n[turn["n_peak"]]["proxy"])
+            finding = (f'<p class="finding">Gold reward peaked at {peak} and fell to {last} by '
+                       f'{fmt(turn.get("drop"))} ({esc(ci[2:])}), beyond its sampling error'
+                       + (", while the proxy kept rising" if rising else "") + ": over-optimisation.</p>")
+        elif turn.get("significant_drop"):
+            finding = (f'<p class="finding">Gold reward is highest at the smallest N ({peak}) and falls to {last} '
+                       f'({fmt(turn.get("drop"))}{esc(ci)}): the proxy misleads from the first step.</p>')
+        elif turn.get("n_peak") != turn.get("n_max"):
+            finding = (f'<p class="finding ok">Gold reward is highest at {peak}, but its fall to {last} '
+                       f'({fmt(turn.get("drop"))}{esc(ci)}) is within the sampling error: no clear turn.</p>')
+        else:
+            finding = '<p class="finding ok">Gold reward is still at its highest at the largest KL: no turn yet.</p>'
+    elif len(pts) >= 3:
         by_kl = sorted(pts, key=lambda p: p["kl"])
         best = max(range(len(by_kl)), key=lambda i: by_kl[i]["gold"])
-        label = lambda p: p.get("checkpoint", p.get("n", "?"))  # noqa: E731
         if best < len(by_kl) - 1 and by_kl[-1]["proxy"] >= by_kl[best]["proxy"]:
             p = by_kl[best]
             finding = (f'<p class="finding">Gold reward peaked at {esc(label(p))} (KL {fmt(p["kl"])} nats) '
@@ -118,18 +138,22 @@ def overopt(run, a: str) -> str:
                        "over-optimisation.</p>")
         else:
             finding = '<p class="finding ok">Gold reward is still at its highest at the largest KL: no turn yet.</p>'
-    rows = [[p.get("checkpoint", p.get("n")), p["kl"], math.sqrt(max(0.0, p["kl"])), p["proxy"], p["gold"]] for p in pts]
+    with_ci = any("gold_ci95" in p or "proxy_ci95" in p for p in pts)
+    rows = [[label(p), p["kl"], math.sqrt(max(0.0, p["kl"])), p["proxy"], p["gold"]]
+            + ([fmt(list(_ci(p.get("proxy_ci95")))), fmt(list(_ci(p.get("gold_ci95"))))] if with_ci else [])
+            for p in pts]
     kl_max = max(p["kl"] for p in pts) if pts else 0.0
     coef = []
     for k, v in fit.items():
         d = plots.gao_peak(v["alpha"], v["beta"], o["form"])
         peak = ("never turns" if d is None else d * d if d * d <= 2 * kl_max
                 else f"beyond the measured range (> {fmt(2 * kl_max)})")
-        coef.append([k, v["alpha"], v["beta"], peak])
+        coef.append([k, v["alpha"], v["beta"], v.get("r2"), peak])
     body = (finding + img(plots.overoptimization(pts, o["form"], fit), "over-optimisation plot")
-            + (table(["fit", "alpha", "beta", "KL at the peak"], coef) if coef else "")
+            + (table(["fit", "alpha", "beta", "R²", "KL at the peak"], coef) if coef else "")
             + f"<details><summary>{len(pts)} measured points</summary>"
-            + table(["checkpoint / N", "KL (nats)", "√KL", "proxy", "gold"], rows) + "</details>")
+            + table(["checkpoint / N", "KL (nats)", "√KL", "proxy", "gold"]
+                    + (["proxy 95% CI", "gold 95% CI"] if with_ci else []), rows) + "</details>")
     return panel(a, "Over-optimisation", cap, body)
 
 

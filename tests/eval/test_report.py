@@ -160,6 +160,8 @@ def test_truncated_last_line_is_skipped_with_a_note(tmp_path):
     ("eval/overoptimization.json", '{"form": "exp", "points": []}', r"field 'form': expected 'bon' or 'rl'"),
     ("eval/overoptimization.json", '{"form": "rl", "points": [{"kl": 1, "proxy": 2}]}',
      r"field 'points\[0\].gold': missing"),
+    ("eval/overoptimization.json", '{"form": "bon", "points": [{"n": 1, "kl": 0, "proxy": 0, "gold": 0, '
+     '"gold_ci95": [0.1]}]}', r"field 'points\[0\].gold_ci95': expected \[lo, hi\]"),
     ("eval/sycophancy.json", '{"before": {"rate": 0.2}, "after": {}}', r"field 'after.rate': missing"),
     ("samples/step-000001.jsonl", '{"prompt": "p", "reward": 1}\n', r"step-000001.jsonl, line 1: field 'completion'"),
 ])
@@ -204,3 +206,32 @@ def test_best_of_n_several_policies_and_an_sft_run(tmp_path):
     assert "Gold reward peaked at 4 (KL 0.6363 nats)" in page
     assert '<td class="num">1</td></tr>' in page  # fitted gold peak: (alpha / 2 beta)^2 = 1 nat
     assert "<td>step-100</td>" in page and "<td>step-200</td>" in page
+
+
+def _bon_sweep_file(folder, turn):
+    # measured gold 0, 0.1, 0.15, 0.12 at N = 1, 2, 4, 8: bare means put the peak at N=4
+    pts = [{"n": n, "kl": math.log(n) - (n - 1) / n, "proxy": 0.1 * k, "gold": g,
+            "proxy_ci95": [0.1 * k - 0.01, 0.1 * k + 0.01], "gold_ci95": [g - 0.05, g + 0.05]}
+           for k, (n, g) in enumerate(zip((1, 2, 4, 8), (0.0, 0.1, 0.15, 0.12)))]
+    write_json(folder / "eval" / "overoptimization.json",
+               {"form": "bon", "points": pts, "turn": turn,
+                "fit": {"gold": {"alpha": 0.4, "beta": 0.3, "r2": 0.91}, "proxy": {"alpha": 0.1, "beta": -0.01}}})
+    return build_report(folder).read_text()
+
+
+def test_best_of_n_sweep_with_cis_follows_the_writers_turn_test(tmp_path):
+    noisy = {"n_peak": 4, "n_max": 8, "drop": 0.03, "drop_ci95": [-0.02, 0.08], "interior": False}
+    page = _bon_sweep_file(tmp_path / "a", noisy)
+    # the bare means peak at N=4, but the fall's CI holds 0: no over-optimisation claim
+    assert "fell by" not in page and "over-optimisation.</p>" not in page
+    assert "Gold reward is highest at N = 4, but its fall to N = 8 (0.03, 95% CI -0.02–0.08) is within the sampling error" in page
+    assert "<th>proxy 95% CI</th><th>gold 95% CI</th>" in page and "<td>[0.05, 0.15]</td>" in page
+    assert "<th>R²</th>" in page and '<td class="num">0.91</td>' in page
+    assert len(png_sizes(page)) == 1  # the over-optimisation plot, error bars and all
+    start = dict(noisy, n_peak=1, drop=0.1, drop_ci95=[0.02, 0.18], significant_drop=True)
+    page = _bon_sweep_file(tmp_path / "c", start)
+    assert "Gold reward is highest at the smallest N (N = 1) and falls to N = 8 (0.1, 95% CI 0.02–0.18)" in page
+    real = dict(noisy, drop=0.12, drop_ci95=[0.05, 0.19], interior=True, significant_drop=True)
+    page = _bon_sweep_file(tmp_path / "b", real)
+    assert ("Gold reward peaked at N = 4 and fell to N = 8 by 0.12 (95% CI 0.05–0.19), beyond its sampling error, "
+            "while the proxy kept rising: over-optimisation.") in page
