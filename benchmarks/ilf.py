@@ -19,7 +19,10 @@
    gold score per prompt (mean over samples); the mean with a 95% bootstrap CI over prompts, and
    the paired difference to the starting policy with its CI (``rlhfkit.eval.winrate.bootstrap_ci``).
 
-Writes OUT/results.json and prints a markdown table for benchmarks/RESULTS.md. Commands:
+Writes OUT/results.json (rewritten after each policy) and OUT/eval/POLICY.json (per-prompt gold
+scores and the answers), and prints a markdown table for benchmarks/RESULTS.md. A re-run with the
+same --out reuses what is finished: the critiques, the trained folders (refused when trained with
+other settings) and the evaluations. Commands:
 
     # the experiment (SmolLM2-135M-Instruct, fp32 on CPU; about an hour on 2 cores, not yet run)
     flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
@@ -96,10 +99,29 @@ def sft_config(args, out: Path):
                      seed=args.seed)
 
 
+TRAINING_FIELDS = ("model", "lr", "lr_schedule", "batch_size", "epochs", "max_steps", "max_length", "seed")
+
+
+def finished_folder(args, out: Path) -> bool:
+    """True when ``out`` holds a model this run trained with the same settings (a re-run reuses it
+    instead of training again); a folder trained with other settings is refused by name."""
+    saved = out / "rlhfkit_sft_config.json"
+    if not (out / "model.safetensors").exists() or not saved.exists():
+        return False
+    cfg, wanted = json.loads(saved.read_text()), sft_config(args, out).__dict__
+    changed = [k for k in TRAINING_FIELDS if cfg.get(k) != wanted[k]]
+    if changed:
+        raise SystemExit(f"{out}: trained with other settings ({', '.join(changed)}); use another --out or "
+                         "delete the folder")
+    return True
+
+
 def train_sft_original(args, triples: list[dict], out: Path):
     from rlhfkit.models import load_causal_lm
     from rlhfkit.trainers.sft import SFTExample, SFTTrainer
 
+    if finished_folder(args, out):
+        return load_causal_lm(str(out), dtype="fp32")
     model, tokenizer = load_causal_lm(args.model, dtype="fp32")
     examples = [SFTExample(t["prompt"], t["response"]) for t in triples]
     trainer = SFTTrainer(model, tokenizer, sft_config(args, out), out_dir=out).setup(examples)
@@ -119,8 +141,12 @@ def train_ilf(args, triples_path: Path, m: int, scorer, out: Path):
     cfg = ILFConfig(**{**base, "data": str(triples_path), "scorer": f"gold:{args.rule}", "refinements": m,
                        "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
                        "refine_batch_size": args.refine_batch_size})
-    model, tokenizer = load_causal_lm(args.model, dtype="fp32")
-    model, lineage = run_ilf(model, tokenizer, cfg, load_reward(scorer), read_ilf_triples(triples_path))
+    if finished_folder(args, out) and (out / "lineage.json").exists():
+        model, tokenizer = load_causal_lm(str(out), dtype="fp32")
+        lineage = json.loads((out / "lineage.json").read_text())
+    else:
+        model, tokenizer = load_causal_lm(args.model, dtype="fp32")
+        model, lineage = run_ilf(model, tokenizer, cfg, load_reward(scorer), read_ilf_triples(triples_path))
     refinements = [json.loads(line) for line in (out / "refinements.jsonl").read_text().splitlines()]
     chosen = [r["scores"][r["selected"]] for r in refinements if r["selected"] is not None]
     first = [r["scores"][0] for r in refinements]
@@ -130,11 +156,25 @@ def train_ilf(args, triples_path: Path, m: int, scorer, out: Path):
     return model, tokenizer, stats
 
 
-def evaluate(model, tokenizer, prompts: list[str], gold, args) -> np.ndarray:
-    """Per-prompt gold score (mean over --samples samples), in prompt order."""
+def evaluate(model, tokenizer, prompts: list[str], gold, args, cache: Path | None = None) -> np.ndarray:
+    """Per-prompt gold score (mean over --samples samples), in prompt order; kept in ``cache``
+    (with the answers) and read back by a re-run with the same evaluation settings."""
+    from rlhfkit.data.atomic import atomic_write
+
+    settings = {"prompts": prompts, "samples": args.samples, "max_new_tokens": args.max_new_tokens,
+                "eval_temperature": args.eval_temperature, "seed": args.seed, "rule": args.rule,
+                "max_words": args.max_words}
+    if cache is not None and cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved["settings"] == settings:
+            return np.array(saved["scores"])
     texts = sample(model, tokenizer, prompts, args.samples, args.max_new_tokens, args.eval_temperature,
                    seed=10_000 + args.seed)
-    return np.array([float(np.mean(gold([p] * len(ts), ts))) for p, ts in zip(prompts, texts)])
+    scores = [float(np.mean(gold([p] * len(ts), ts))) for p, ts in zip(prompts, texts)]
+    if cache is not None:
+        with atomic_write(cache) as f:
+            json.dump({"settings": settings, "scores": scores, "answers": texts}, f, ensure_ascii=False)
+    return np.array(scores)
 
 
 def summarise(name: str, scores: np.ndarray, start: np.ndarray, extra: dict | None = None) -> dict:
@@ -208,13 +248,17 @@ def main(argv=None) -> dict:
     train, held_out = make_prompts("train", args.train_prompts, args.seed), make_prompts("test", args.eval_prompts,
                                                                                         args.seed)
     model, tokenizer = load_causal_lm(args.model, dtype="fp32")
-    responses = sample(model, tokenizer, train, 2, args.max_new_tokens, args.temperature, seed=args.seed)
-    triples = simulate_critiques(train, responses, rule, args.seed)
-    if not triples:
-        raise SystemExit("the simulated annotator found nothing to critique: the starting policy already "
-                         "satisfies the rule; choose a stricter rule (--max-words)")
     triples_path = out / "critiques.jsonl"
-    triples_path.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in triples))
+    if triples_path.exists():  # a re-run critiques the same sampled responses (seeded): reuse them
+        triples = [json.loads(line) for line in triples_path.read_text().splitlines() if line.strip()]
+    else:
+        responses = sample(model, tokenizer, train, 2, args.max_new_tokens, args.temperature, seed=args.seed)
+        triples = simulate_critiques(train, responses, rule, args.seed)
+        if not triples:
+            raise SystemExit("the simulated annotator found nothing to critique: the starting policy already "
+                             "satisfies the rule; choose a stricter rule (--max-words)")
+        with atomic_write(triples_path) as f:
+            f.write("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in triples))
 
     def result(rows: list[dict]) -> dict:
         """Everything measured so far, rewritten after each policy: an hour-long run that is killed
@@ -228,16 +272,17 @@ def main(argv=None) -> dict:
             f.write(json.dumps(res, indent=2) + "\n")
         return res
 
-    start = evaluate(model, tokenizer, held_out, gold, args)
+    (out / "eval").mkdir(exist_ok=True)
+    start = evaluate(model, tokenizer, held_out, gold, args, out / "eval" / "start.json")
     rows = [summarise("start", start, start)]
     result(rows)
     m_sft, t_sft = train_sft_original(args, triples, out / "sft-original")
-    rows.append(summarise("sft-original", evaluate(m_sft, t_sft, held_out, gold, args), start,
+    rows.append(summarise("sft-original", evaluate(m_sft, t_sft, held_out, gold, args, out / "eval" / "sft-original.json"), start,
                           {"examples": len(triples)}))
     result(rows)
     for m in args.m:
         m_ilf, t_ilf, stats = train_ilf(args, triples_path, m, gold, out / f"ilf-m{m}")
-        rows.append(summarise(f"ilf-m{m}", evaluate(m_ilf, t_ilf, held_out, gold, args), start, stats))
+        rows.append(summarise(f"ilf-m{m}", evaluate(m_ilf, t_ilf, held_out, gold, args, out / "eval" / f"ilf-m{m}.json"), start, stats))
         res = result(rows)
     print(f"{args.rule} gold, {len(triples)} critiques of {2 * len(train)} responses, {len(held_out)} held-out "
           f"prompts x {args.samples} samples, {res['seconds']:.0f} s")
