@@ -37,7 +37,7 @@ def autocast_context(dtype: torch.dtype, device: torch.device | str = "cpu"):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-def _mask_for(model, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def mask_for(model, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # SDPA takes a boolean mask (True = attend); eager attention adds a float mask to the scores.
     if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
         return mask
@@ -48,7 +48,7 @@ def packed_hidden_states(body, batch: PackedBatch, dtype: torch.dtype = torch.fl
     """(B, L, H) last hidden states of a decoder stack (no head) over a batch of segment rows."""
     return body(
         input_ids=batch.input_ids,
-        attention_mask=_mask_for(body, batch.attention_mask, dtype),
+        attention_mask=mask_for(body, batch.attention_mask, dtype),
         position_ids=batch.position_ids,
         use_cache=False,
     ).last_hidden_state
