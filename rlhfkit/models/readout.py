@@ -28,7 +28,7 @@ import sys
 
 import torch
 
-from rlhfkit.models.logprobs import mask_for, packed_hidden_states
+from rlhfkit.models.logprobs import additive_mask, packed_hidden_states
 from rlhfkit.packing import PackedBatch
 
 LAYERWISE = ("LlamaModel",)  # decoder stacks whose forward ``_layerwise`` replicates exactly
@@ -62,7 +62,8 @@ def _layerwise(body, batch: PackedBatch, index: torch.Tensor, dtype: torch.dtype
     the prepared 4D mask, the final norm; the frozen prefix without autograd, the last layer at
     ``index`` only."""
     layers = list(body.layers[: body.config.num_hidden_layers])
-    mask = mask_for(body, batch.attention_mask, dtype)  # (B, 1, L, L)
+    # additive once per batch: SDPA would turn a boolean mask into this in every layer, twice
+    mask = additive_mask(batch.attention_mask, dtype)  # (B, 1, L, L)
     frozen = frozen_prefix(body) if torch.is_grad_enabled() else 0
     with torch.no_grad() if frozen else contextlib.nullcontext():
         hidden = body.embed_tokens(batch.input_ids)  # (B, L, D)
