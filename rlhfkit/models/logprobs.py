@@ -37,11 +37,17 @@ def autocast_context(dtype: torch.dtype, device: torch.device | str = "cpu"):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True = attend) as the float mask attention adds to its scores: 0 or the
+    dtype's lowest value (not -inf, so a row with nothing to attend to gives no NaN)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
 def _mask_for(model, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # SDPA takes a boolean mask (True = attend); eager attention adds a float mask to the scores.
     if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
         return mask
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    return additive_mask(mask, dtype)
 
 
 def packed_hidden_states(body, batch: PackedBatch, dtype: torch.dtype = torch.float32) -> torch.Tensor:

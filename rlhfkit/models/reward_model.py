@@ -11,7 +11,9 @@ What we do differently from calling that model directly (speed, not maths):
   and never through the 49k-word LM head;
 - the last token is found from the attention mask, so a pad token that equals EOS is harmless;
 - ``rewards`` runs rows of segments, e.g. [prompt, chosen, rejected] as one row, so the prompt
-  is computed once (see ``rlhfkit/packing.py``).
+  is computed once (see ``rlhfkit/packing.py``);
+- with frozen lower layers, those run without autograd, and the last layer runs only at the read
+  positions (``rlhfkit/models/readout.py``; the same values as the plain forward).
 
 Ensembles: ``n_heads`` > 1 gives N linear heads on one shared backbone (cheap; their spread
 only measures head disagreement, as the backbone is shared). ``RewardEnsemble`` combines N
@@ -147,13 +149,14 @@ class RewardModel(nn.Module):
 
         The batch is moved to the model's device and bf16 autocast runs on that device's type.
         """
-        from rlhfkit.models.logprobs import autocast_context, model_device, packed_hidden_states
+        from rlhfkit.models.logprobs import autocast_context, model_device
+        from rlhfkit.models.readout import read_hidden_states
 
         device = model_device(self)
         batch = batch.to(device)
         with autocast_context(dtype, device):
-            hidden = packed_hidden_states(self.backbone, batch, dtype)  # (B, T, D)
-            picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.last_index)  # (S, D)
+            # the frozen prefix without autograd, the last layer only where it is read
+            picked = read_hidden_states(self.backbone, batch, batch.last_index, dtype)  # (S, D)
             out = self.head(picked)  # (S, H)
             # bf16 -> fp32 for the losses; an fp64 model (exactness tests) keeps fp64
             return out.to(torch.promote_types(out.dtype, torch.float32))
