@@ -17,8 +17,9 @@ replicates (``LAYERWISE``: Llama, which SmolLM2 is), runs the stack layer by lay
   keys and values are computed everywhere. With SmolLM2 (hidden 576, MLP 1536, 9 query / 3
   key-value heads) that skips ~94% of the last layer, a sixth of the trainable part's work.
 
-Any other decoder stack, and a last layer whose attention is not ``LlamaAttention``, takes the plain
-path, so the result never depends on which path ran.
+Any other decoder stack, a last layer whose attention is not ``LlamaAttention``, and a last layer
+sharded by FSDP (its weights are gathered only by its own forward) take the plain path for that
+part, so the result never depends on which path ran.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _layerwise(body, batch: PackedBatch, index: torch.Tensor, dtype: torch.dtype
         for layer in layers[:frozen]:
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary,
                            position_ids=batch.position_ids, use_cache=False)
-    last = layers[-1] if frozen < len(layers) and type(layers[-1].self_attn).__name__ in PRUNABLE_ATTENTION else None
+    last = layers[-1] if frozen < len(layers) and _prunable(layers[-1]) else None
     for layer in layers[frozen : len(layers) - (last is not None)]:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary,
                        position_ids=batch.position_ids, use_cache=False)
@@ -80,6 +81,16 @@ def _layerwise(body, batch: PackedBatch, index: torch.Tensor, dtype: torch.dtype
     else:
         picked = _last_layer_at(last, hidden, mask, rotary, index)  # (S, D)
     return body.norm(picked)
+
+
+def _prunable(layer) -> bool:
+    """A last layer ``_last_layer_at`` can run piecewise: Llama attention, and not an FSDP unit
+    (FSDP gathers a unit's weights only when its own ``forward`` runs; calling its projections
+    one by one would meet shards)."""
+    if type(layer.self_attn).__name__ not in PRUNABLE_ATTENTION:
+        return False
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # only loaded when something sharded a model
+    return fsdp is None or not isinstance(layer, fsdp.FSDPModule)
 
 
 def _last_layer_at(layer, hidden: torch.Tensor, mask: torch.Tensor, rotary, index: torch.Tensor) -> torch.Tensor:
