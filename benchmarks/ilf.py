@@ -177,7 +177,10 @@ def evaluate(model, tokenizer, prompts: list[str], gold, args, cache: Path | Non
     return np.array(scores)
 
 
-def summarise(name: str, scores: np.ndarray, start: np.ndarray, extra: dict | None = None) -> dict:
+def summarise(name: str, scores: np.ndarray, start: np.ndarray, extra: dict | None = None,
+              sft: np.ndarray | None = None) -> dict:
+    """One policy's row: its gold mean, and its paired differences (same held-out prompts) to the
+    starting policy and, for ILF, to SFT on the original responses, each with a 95% CI."""
     from rlhfkit.eval.winrate import bootstrap_ci
 
     lo, hi = bootstrap_ci(scores)
@@ -186,19 +189,26 @@ def summarise(name: str, scores: np.ndarray, start: np.ndarray, extra: dict | No
         d = scores - start
         dlo, dhi = bootstrap_ci(d)
         row.update({"diff_vs_start": float(d.mean()), "diff_ci95": [dlo, dhi]})
+    if sft is not None:
+        d = scores - sft
+        dlo, dhi = bootstrap_ci(d)
+        row.update({"diff_vs_sft": float(d.mean()), "diff_vs_sft_ci95": [dlo, dhi]})
     row.update(extra or {})
     return row
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| policy | gold (mean) | 95% CI | minus start | 95% CI | notes |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| policy | gold (mean) | 95% CI | minus start | 95% CI | minus sft-original | 95% CI | notes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         diff = f"{r['diff_vs_start']:+.3f}" if "diff_vs_start" in r else ""
         dci = "[{:+.3f}, {:+.3f}]".format(*r["diff_ci95"]) if "diff_ci95" in r else ""
+        dsft = f"{r['diff_vs_sft']:+.3f}" if "diff_vs_sft" in r else ""
+        dsft_ci = "[{:+.3f}, {:+.3f}]".format(*r["diff_vs_sft_ci95"]) if "diff_vs_sft_ci95" in r else ""
         notes = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
                           if k in ("targets", "selected_gold_mean", "first_sample_gold_mean", "examples"))
         lines.append(f"| {r['policy']} | {r['gold_mean']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {diff} | "
-                     f"{dci} | {notes} |")
+                     f"{dci} | {dsft} | {dsft_ci} | {notes} |")
     return "\n".join(lines)
 
 
@@ -277,12 +287,13 @@ def main(argv=None) -> dict:
     rows = [summarise("start", start, start)]
     result(rows)
     m_sft, t_sft = train_sft_original(args, triples, out / "sft-original")
-    rows.append(summarise("sft-original", evaluate(m_sft, t_sft, held_out, gold, args, out / "eval" / "sft-original.json"), start,
-                          {"examples": len(triples)}))
+    sft = evaluate(m_sft, t_sft, held_out, gold, args, out / "eval" / "sft-original.json")
+    rows.append(summarise("sft-original", sft, start, {"examples": len(triples)}))
     result(rows)
     for m in args.m:
         m_ilf, t_ilf, stats = train_ilf(args, triples_path, m, gold, out / f"ilf-m{m}")
-        rows.append(summarise(f"ilf-m{m}", evaluate(m_ilf, t_ilf, held_out, gold, args, out / "eval" / f"ilf-m{m}.json"), start, stats))
+        rows.append(summarise(f"ilf-m{m}", evaluate(m_ilf, t_ilf, held_out, gold, args, out / "eval" / f"ilf-m{m}.json"),
+                              start, stats, sft=sft))
         res = result(rows)
     print(f"{args.rule} gold, {len(triples)} critiques of {2 * len(train)} responses, {len(held_out)} held-out "
           f"prompts x {args.samples} samples, {res['seconds']:.0f} s")
