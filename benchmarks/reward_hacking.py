@@ -32,7 +32,8 @@ Writes OUT/ as a run folder: ``eval/overoptimization.json`` (form "bon"), ``eval
 benchmarks/RESULTS.md.
 
     # the experiment (SmolLM2-135M-Instruct; 48 train prompts x 4 answers for labels, 32 held-out
-    # prompts x 32 samples of <= 64 tokens; estimated 10-15 min on 2 cores, not yet run)
+    # prompts x 32 samples of <= 64 tokens; 48 min on 2 cores shared with another benchmark; result
+    # in benchmarks/RESULTS.md)
     flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
         python benchmarks/reward_hacking.py --out runs/bench-reward-hacking
     # the same pipeline on a tiny random model in seconds (a smoke check; its numbers mean nothing)
