@@ -55,19 +55,20 @@ def read_hidden_states(body, batch: PackedBatch, index: torch.Tensor, dtype: tor
     if type(body).__name__ not in LAYERWISE:
         hidden = packed_hidden_states(body, batch, dtype)  # (B, L, D)
         return hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
-    return _layerwise(body, batch, index, dtype)
+    return _layerwise(body, batch, index)
 
 
-def _layerwise(body, batch: PackedBatch, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _layerwise(body, batch: PackedBatch, index: torch.Tensor) -> torch.Tensor:
     """``LlamaModel.forward`` (transformers 5) unrolled: embeddings, rotary tables, the layers with
     the prepared 4D mask, the final norm; the frozen prefix without autograd, the last layer at
     ``index`` only."""
     layers = list(body.layers[: body.config.num_hidden_layers])
-    # additive once per batch: SDPA would turn a boolean mask into this in every layer, twice
-    mask = additive_mask(batch.attention_mask, dtype)  # (B, 1, L, L)
     frozen = frozen_prefix(body) if torch.is_grad_enabled() else 0
     with torch.no_grad() if frozen else contextlib.nullcontext():
         hidden = body.embed_tokens(batch.input_ids)  # (B, L, D)
+        # additive once per batch (SDPA would turn a boolean mask into this in every layer, twice),
+        # in the residual stream's dtype: an fp32 mask under an fp64 model changed the rewards
+        mask = additive_mask(batch.attention_mask, hidden.dtype)  # (B, 1, L, L)
         rotary = body.rotary_emb(hidden, position_ids=batch.position_ids)  # (cos, sin), each (B, L, d_head)
         for layer in layers[:frozen]:
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary,
