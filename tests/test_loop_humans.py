@@ -390,8 +390,11 @@ def test_a_printed_link_opens_the_annotation_page_in_a_real_browser(tmp_path, mo
         sync_api.expect(page.locator(".response")).to_have_count(3)
         page.keyboard.press("2")
         page.keyboard.press("1")  # the last one is placed for you
+        # the ranking must be complete on the page before Enter submits it (pressing on too soon
+        # failed once in CI: Enter arrived before the tiers were built, and nothing was posted)
+        sync_api.expect(page.locator(".tier")).to_have_count(3)
         page.keyboard.press("Enter")
-        sync_api.expect(page.locator(".done")).to_have_count(1)
+        sync_api.expect(page.locator(".done")).to_have_count(1, timeout=15_000)  # a busy CI machine
         browser.close()
     [item] = phase.labelled()
     assert [(a.annotator_id, a.judgement.model_dump()) for a in item.annotations] == [("alice", posted[0])]
