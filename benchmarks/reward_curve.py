@@ -28,7 +28,9 @@ underfitting show. Both are scored at the run's own max_length. At the end it pr
 table for ``benchmarks/RESULTS.md`` (each ablation also as its accuracy minus the recipe run's,
 ``curve-all`` seed 0, on the same test pairs with a paired bootstrap CI) and one line reading
 the curve: the slope of test accuracy per doubling of pairs between the two largest curve
-points, with a paired bootstrap 95% CI over the test pairs.
+points, with a paired bootstrap 95% CI over the test pairs, and one line fitting a straight line
+of accuracy on log2(pairs) through every curve point (same bootstrap), with the number of pairs
+at which that line reaches ``--target``.
 
 Before running it prints the expected minutes of each run, scaled from the recipe's measured
 1,593 pairs = 200 steps = 8.6 min (training + a 299-pair evaluation, quiet machine) by pairs x
@@ -291,6 +293,68 @@ def slope_per_doubling(points: list[tuple[int, dict[int, list[bool]]]], n_boot: 
     return out
 
 
+def log_linear_fit(points: list[tuple[int, dict[int, list[bool]]]], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Least-squares line of test accuracy on log2(pairs) through EVERY curve point.
+
+    The two-point slope (``slope_per_doubling``) reads only the last doubling, whose noise is
+    large at ~300 test pairs; this fit uses the whole curve. Accuracy at a point is the mean over
+    its seeds. Every point is scored on the same test pairs, so the CI is a paired percentile
+    bootstrap over test pairs: a resample draws pairs with replacement, recomputes every point's
+    accuracy on them and refits. Returns the slope per doubling, its CI, the intercept (accuracy
+    at 1 pair, log2 = 0) and the residual sd of the points about the line.
+    """
+    if len(points) < 2:
+        raise ValueError("the fit needs two curve points")
+    pts = sorted(points, key=lambda p: p[0])
+    if len({n for n, _ in pts}) != len(pts):
+        raise ValueError("two curve points with the same number of pairs")
+    m = len(next(iter(pts[0][1].values())))
+    if any(len(c) != m for _, cs in pts for c in cs.values()):
+        raise ValueError("every curve point must be scored on the same test pairs")
+    x = [math.log2(n) for n, _ in pts]
+    per_pair = [[sum(c[i] for c in cs.values()) / len(cs) for _, cs in pts] for i in range(m)]  # (m, J)
+    x_mean = sum(x) / len(x)
+    sxx = sum((xi - x_mean) ** 2 for xi in x)
+
+    def fit(indices) -> tuple[float, float, list[float]]:
+        acc = [sum(per_pair[i][j] for i in indices) / len(indices) for j in range(len(x))]
+        a_mean = sum(acc) / len(acc)
+        slope = sum((xi - x_mean) * (a - a_mean) for xi, a in zip(x, acc)) / sxx
+        return slope, a_mean - slope * x_mean, acc
+
+    slope, intercept, acc = fit(range(m))
+    rng = random.Random(seed)
+    boots = sorted(fit([rng.randrange(m) for _ in range(m)])[0] for _ in range(n_boot))
+    lo, hi = boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
+    resid = [a - (intercept + slope * xi) for xi, a in zip(x, acc)]
+    resid_sd = math.sqrt(sum(r * r for r in resid) / (len(x) - 2)) if len(x) > 2 else None
+    return {"pairs": [n for n, _ in pts], "accuracy": acc, "slope": slope, "ci95": [lo, hi],
+            "intercept": intercept, "residual_sd": resid_sd, "n_max": pts[-1][0]}
+
+
+def fit_reading(f: dict, target: float) -> str:
+    """One line on the whole-curve fit: the slope with its CI, and the pairs the line needs for ``target``."""
+    pts = lambda x: f"{100 * x:+.1f}"  # noqa: E731
+    sd = f", residual sd {100 * f['residual_sd']:.1f} points" if f["residual_sd"] is not None else ""
+    line = (f"Whole-curve fit over {len(f['pairs'])} points ({f['pairs'][0]:,} to {f['n_max']:,} pairs): "
+            f"{pts(f['slope'])} points per doubling (95% CI {pts(f['ci95'][0])} to {pts(f['ci95'][1])}{sd}): ")
+    lo, hi = f["ci95"]
+    line += "rising, more pairs help" if lo > 0 else ("falling" if hi < 0 else "flat within the noise")
+    if f["slope"] <= 0:
+        return line + "."
+    # Every least-squares line passes through the points' centroid; the CI's slope pivots there.
+    x_mean = sum(math.log2(n) for n in f["pairs"]) / len(f["pairs"])
+    a_mean = f["intercept"] + f["slope"] * x_mean
+    needed = lambda slope: 2 ** (x_mean + (target - a_mean) / slope)  # noqa: E731
+    at = f["intercept"] + f["slope"] * math.log2(f["n_max"])
+    if at >= target:
+        return line + f"; the line is at or above {target:.2f} at {f['n_max']:,} pairs."
+    line += f"; the line reaches {target:.2f} at about {needed(f['slope']):,.0f} pairs"
+    if hi > f["slope"]:
+        line += f" ({needed(hi):,.0f} at the CI's upper slope)"
+    return line + "."
+
+
 def paired_difference(a: list[bool], b: list[bool], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Accuracy of a minus accuracy of b on the same test pairs, with a paired percentile
     bootstrap 95% CI (pairs resampled together): the two models' errors are correlated, so this
@@ -530,6 +594,7 @@ def main(argv=None) -> list[dict]:
             curve.setdefault(r["n_pairs"], {})[r["seed"]] = [c == "1" for c in r["test_correct"]]
     if len(curve) >= 2:
         print(curve_reading(slope_per_doubling(sorted(curve.items()), n_boot=args.n_boot), args.target))
+        print(fit_reading(log_linear_fit(sorted(curve.items()), n_boot=args.n_boot), args.target))
     else:
         print("Curve: fewer than two curve points recorded, no slope yet.")
     return rows

@@ -229,3 +229,27 @@ def test_dry_run_prints_the_estimates_and_trains_nothing(tmp_path, capsys):
     assert f"expected: {curve + lora:.1f} min for 2 runs" in printed
     assert "Plackett-Luce vs Bradley-Terry: not run, HH holds pairs only" in printed
     assert not out.exists()
+
+
+def test_log_linear_fit_hand_worked():
+    # accuracies 0.25, 0.5, 0.75 at 100, 200, 400 pairs: exactly +0.25 per doubling, no residual
+    s = rc.log_linear_fit([(400, {0: [1, 1, 1, 0]}), (100, {0: [1, 0, 0, 0]}), (200, {0: [1, 1, 0, 0]})],
+                          n_boot=2000)
+    assert s["pairs"] == [100, 200, 400] and s["accuracy"] == [0.25, 0.5, 0.75]
+    assert s["slope"] == pytest.approx(0.25) and s["residual_sd"] == pytest.approx(0.0, abs=1e-12)
+    assert s["intercept"] == pytest.approx(0.25 - 0.25 * math.log2(100))
+    # with x centred at -1, 0, 1 the slope is (acc_400 - acc_100) / 2 = mean(d) / 2, d = (0, 1, 1, 0):
+    # Binomial(4, 1/2) / 8, whose 2.5% / 97.5% quantiles are 0 and 0.5 (each end has mass 1/16)
+    assert s["ci95"] == [pytest.approx(0.0, abs=1e-12), pytest.approx(0.5)]
+    # the line reaches 1.0 three doublings past 100 pairs: 800 pairs
+    line = rc.fit_reading(s, target=1.0)
+    assert "+25.0 points per doubling" in line and "reaches 1.00 at about 800 pairs" in line
+    assert "flat within the noise" in line  # the CI's lower end is 0
+    # the CI's upper slope (0.5) pivots at the centroid (200 pairs, 0.5): 1.0 is one doubling on
+    assert "(400 at the CI's upper slope)" in line
+    assert "at or above 0.70" in rc.fit_reading(s, target=0.70)
+    # seeds are averaged per point; a flat curve never claims a number of pairs
+    flat = rc.log_linear_fit([(100, {0: [1, 0], 1: [0, 1]}), (200, {0: [1, 0]}), (400, {0: [0, 1]})], n_boot=200)
+    assert flat["slope"] == pytest.approx(0.0, abs=1e-12) and "reaches" not in rc.fit_reading(flat, target=0.9)
+    with pytest.raises(ValueError, match="same test pairs"):
+        rc.log_linear_fit([(100, {0: [1, 0]}), (200, {0: [1, 1, 0]})])
