@@ -12,9 +12,13 @@ Two implementations of the same small interface (``step(tokens, running) -> logi
   key/value is written into, the mask is a preallocated boolean buffer, cos/sin come from a
   table computed once, and q/k/v and gate/up are each one matmul over concatenated weights
   (what vLLM does with its fused QKV and gate-up layers): a product with a concatenated matrix
-  equals the separate products. The concatenated weights are rebuilt for every sampling call
-  (a copy of those weights, ~0.1 s for SmolLM2, small beside a rollout), so the state always
-  samples from the current policy. Tensor version counters cannot tell when to skip that: the
+  equals the separate products. Every weight the step multiplies by (q/k/v, o, gate/up, down and
+  the output head) is kept transposed, as a contiguous (in, out) matrix, so each product is a
+  plain ``x @ W`` rather than ``F.linear``'s ``x @ W.T``: at decoding's 8-16 rows the CPU gemm
+  runs the transposed form 2-8x slower (all of one SmolLM2 decoding step's products: 63 ms as
+  ``F.linear``, 23 ms pre-transposed, 2 cores, measured 2026-11-29). These copies (one copy of
+  the weights, ~0.1-0.2 s for SmolLM2, small beside a rollout) are rebuilt for every sampling
+  call, so the state always samples from the current policy. Tensor version counters cannot tell when to skip that: the
   fused AdamW kernel updates parameters in place without bumping ``_version``, and a cache keyed
   on it sampled from stale weights after every optimiser step (the resume invariance test of the
   online trainers caught it).
@@ -63,21 +67,25 @@ def fused_llama_supported(model) -> bool:
 
 
 class FusedLlamaWeights:
-    """Concatenated q/k/v and gate/up weights of a Llama model, rebuilt on every call (see the
-    module doc for why no cache)."""
+    """A Llama model's decoding weights as contiguous (in, out) matrices, q/k/v and gate/up
+    concatenated, rebuilt on every call (see the module doc for why transposed, and why no cache)."""
 
     def __init__(self, model):
         self.model = model
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.layers: list[tuple[torch.Tensor, ...]] = []
+        self.head: torch.Tensor | None = None
 
-    def current(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def current(self) -> list[tuple[torch.Tensor, ...]]:
+        """Per layer (qkv (D, Q+2K), o (Q, D), gate_up (D, 2I), down (I, D)); ``head``: (D, V)."""
+        t = lambda w: w.t().contiguous()  # noqa: E731
         with torch.no_grad():
             self.layers = []
             for layer in self.model.model.layers:
                 att, mlp = layer.self_attn, layer.mlp
-                qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])  # (Q+2K, D)
-                gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])  # (2I, D)
-                self.layers.append((qkv, gate_up))
+                qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight], dim=0).t().contiguous()
+                gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0).t().contiguous()
+                self.layers.append((qkv, t(att.o_proj.weight), gate_up, t(mlp.down_proj.weight)))
+            self.head = t(self.model.lm_head.weight)
         return self.layers
 
 
@@ -92,6 +100,7 @@ class FusedLlamaDecodeState:
     def __init__(self, model, weights: FusedLlamaWeights, cache, mask: torch.Tensor,
                  positions: torch.Tensor, max_new_tokens: int):
         self.model, self.fused = model, weights.current()
+        self.head = weights.head
         rows, prompt_len = mask.shape
         capacity = prompt_len + max_new_tokens
         self.keys, self.values = [], []
@@ -124,13 +133,13 @@ class FusedLlamaDecodeState:
         attend = self.mask[:, None, None, : t + 1]  # (R, 1, 1, t + 1)
         cos = self.cos_table[self.positions][:, None, None, :]  # (R, 1, 1, hd)
         sin = self.sin_table[self.positions][:, None, None, :]
-        hidden = inner.embed_tokens(tokens[:, None])  # (R, 1, D)
+        hidden = inner.embed_tokens(tokens)  # (R, D)
         rows = hidden.shape[0]
         for i, layer in enumerate(inner.layers):
             att = layer.self_attn
-            qkv_w, gate_up_w = self.fused[i]
+            qkv_w, o_w, gate_up_w, down_w = self.fused[i]
             heads, kv_heads, hd = att.config.num_attention_heads, att.config.num_key_value_heads, att.head_dim
-            qkv = F.linear(layer.input_layernorm(hidden), qkv_w)  # (R, 1, (H + 2 KVH) hd)
+            qkv = layer.input_layernorm(hidden) @ qkv_w  # (R, (H + 2 KVH) hd)
             q, k, v = qkv.view(rows, heads + 2 * kv_heads, 1, hd).split([heads, kv_heads, kv_heads], dim=1)
             q = q * cos + _rotate_half(q) * sin  # (R, H, 1, hd)
             self.keys[i][:, :, t : t + 1] = k * cos + _rotate_half(k) * sin
@@ -138,9 +147,9 @@ class FusedLlamaDecodeState:
             out = F.scaled_dot_product_attention(
                 q, self.keys[i][:, :, : t + 1], self.values[i][:, :, : t + 1], attn_mask=attend,
                 scale=att.scaling, enable_gqa=heads != kv_heads)  # (R, H, 1, hd)
-            hidden = hidden + att.o_proj(out.transpose(1, 2).reshape(rows, 1, heads * hd))
-            gate, up = F.linear(layer.post_attention_layernorm(hidden), gate_up_w).chunk(2, dim=-1)
-            hidden = hidden + layer.mlp.down_proj(F.silu(gate) * up)
+            hidden = hidden + out.reshape(rows, heads * hd) @ o_w
+            gate, up = (layer.post_attention_layernorm(hidden) @ gate_up_w).chunk(2, dim=-1)
+            hidden = hidden + (F.silu(gate) * up) @ down_w
         self.length += 1
         self.positions = self.positions + 1
-        return self.model.lm_head(inner.norm(hidden))[:, -1].float()  # (R, V)
+        return (inner.norm(hidden) @ self.head).float()  # (R, V)

@@ -32,6 +32,24 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+def draw_rows(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row, drawn with probability proportional to ``weights`` (R, C) >= 0, by
+    inverting the row's cumulative sum with one uniform number.
+
+    Same distribution as ``torch.multinomial(weights, 1)``, ~15x cheaper here: the CPU
+    multinomial kernel draws an exponential per entry (11.8 ms for 8 rows of SmolLM2's 49,152
+    tokens on 2 cores, against 0.7 ms for the cumulative sum, measured 2026-11-29), and it ran at
+    every decoding step. The sum is taken in float64 so that rounding cannot shift mass between
+    neighbouring tokens; an index past the end (u rounded up to the total) falls back to the
+    row's last token of positive weight, so a zero-weight token is never drawn.
+    """
+    cdf = weights.double().cumsum(dim=-1)  # (R, C)
+    u = torch.rand(weights.shape[0], 1, generator=generator, dtype=torch.float64, device=weights.device)
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)  # first cdf > u * total
+    last_positive = (weights > 0).cumsum(dim=-1).argmax(dim=-1)  # first index reaching the count
+    return torch.minimum(index, last_positive)
+
+
 def _nucleus_draw(
     values: torch.Tensor, log_norm: torch.Tensor, top_p: float, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,7 +65,7 @@ def _nucleus_draw(
     fits = cumulative[:, -1] >= top_p
     keep = (cumulative - probs) < top_p  # mass ranked above the token < p; the first always kept
     keep[:, 0] = True
-    choice = torch.multinomial(probs * keep, 1, generator=generator).squeeze(-1)  # (R,)
+    choice = draw_rows(probs * keep, generator)  # (R,)
     return choice, fits
 
 
@@ -77,13 +95,13 @@ def choose_tokens(
         if top_p < 1.0:
             choice, _ = _nucleus_draw(values, torch.logsumexp(values, dim=-1), top_p, generator)
         else:
-            choice = torch.multinomial((values - log_z[:, None]).exp(), 1, generator=generator).squeeze(-1)
+            choice = draw_rows((values - log_z[:, None]).exp(), generator)
         tokens = index.gather(-1, choice[:, None]).squeeze(-1)
     elif top_p < 1.0:
         tokens = _top_p_tokens(scaled, log_z, top_p, generator)
     else:
         probs = (scaled - log_z[:, None]).exp()  # (R, V)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        tokens = draw_rows(probs, generator)
     picked = scaled.gather(-1, tokens[:, None]).squeeze(-1)
     logprobs = picked - log_z
     raw = logprobs if temperature == 1.0 else token_logprobs(logits, tokens)

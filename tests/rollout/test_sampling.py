@@ -35,6 +35,7 @@ def make_logits(vocab, spread, seed=0):
     (1500, 0.1, 1.0, 0, 0.95),
     (3000, 1.0, 1.2, 40, 0.8),
     (3000, 1.0, 0.7, 25, 1.0),
+    (3000, 1.0, 1.0, 0, 1.0),  # no truncation: the plain draw
 ])
 def test_draws_follow_the_hf_warped_distribution(case):
     vocab, spread, temperature, top_k, top_p = case
@@ -76,3 +77,20 @@ def test_greedy_and_no_truncation():
     assert tokens.tolist() == [1, 0]
     torch.testing.assert_close(logprobs, torch.log_softmax(logits, -1)[[0, 1], [1, 0]])
     torch.testing.assert_close(raw, logprobs)
+
+
+def test_draw_rows_is_the_multinomial_distribution_and_skips_zero_weights(monkeypatch):
+    weights = torch.tensor([[0.0, 1.0, 0.0, 3.0, 0.0], [2.0, 0.0, 0.0, 0.0, 2.0]])
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([sampling.draw_rows(weights, gen) for _ in range(20_000)])  # (N, 2)
+    first = torch.bincount(draws[:, 0], minlength=5).double() / len(draws)
+    second = torch.bincount(draws[:, 1], minlength=5).double() / len(draws)
+    assert first[[0, 2, 4]].sum() == 0 and second[[1, 2, 3]].sum() == 0  # zero weight: never drawn
+    assert abs(first[3] - 0.75) < 0.015 and abs(second[0] - 0.5) < 0.015  # standard error ~0.0035
+    # the same generator state gives the same draws
+    a = sampling.draw_rows(weights.repeat(25, 1), torch.Generator().manual_seed(7))
+    b = sampling.draw_rows(weights.repeat(25, 1), torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    # u rounded up to the row's total (past every cumulative sum) lands on the last positive entry
+    monkeypatch.setattr(torch, "rand", lambda rows, cols, **kw: torch.ones(rows, cols, dtype=kw.get("dtype")))
+    assert sampling.draw_rows(weights, None).tolist() == [3, 4]
