@@ -1,7 +1,7 @@
 """Where the HH reward model's accuracy is limited: a learning curve over training pairs and an
 ablation at full data (issue 15, section 3).
 
-Every run trains the reward recipe (``--recipe``, default ``recipes/reward-hh.yaml``: SmolLM2-135M,
+Every run trains the reward recipe (``--recipe``, default ``recipes/reward-hh-fast.yaml``: SmolLM2-135M,
 max_length 128, batch 8, lr 5e-5, 1 epoch, warm-up 0.05, cosine, fp32, packing, 24 of 30
 layers frozen) through ``RewardModelTrainer`` and scores the held-out HH test pairs with the
 library's evaluation (``score_pairs`` + ``summarize_scores``: accuracy, ties wrong, percentile
@@ -68,7 +68,7 @@ TINY_CURVE = "8,16,all"
 TINY_TRAIN_PAIRS, TINY_TEST_PAIRS = 32, 16
 ABLATIONS = ("len256", "freeze12", "lora", "epochs2")
 GROUPS = ("curve", "ablations")
-# The recipe's measured run (recipes/reward-hh.yaml header, 2026-11-29, quiet machine): training
+# The recipe's measured run (recipes/reward-hh-fast.yaml, which the ablations vary, 2026-11-29, quiet machine): training
 # on all 1,593 pairs (200 steps) and the final evaluation on the 299 test pairs took 8.6 min.
 BASE_RUN = {"pairs": 1593, "steps": 200, "minutes": 8.6, "eval_pairs": 299, "layers": 30,
             "freeze_layers": 24, "max_length": 128}
@@ -82,7 +82,7 @@ SETTING_KEYS = ("model", "loss", "max_length", "batch_size", "grad_accum", "lr",
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(REPO / "recipes" / "reward-hh.yaml"),
+    p.add_argument("--recipe", default=str(REPO / "recipes" / "reward-hh-fast.yaml"),
                    help="base settings (a reward recipe); its data/out keys are not used")
     p.add_argument("--train", default=f"{HH}/train.jsonl", help="training pairs (any supported format)")
     p.add_argument("--test", default=f"{HH}/test.jsonl", help="held-out pairs for test accuracy")

@@ -64,9 +64,11 @@ def test_recipe_loads_and_cli_overrides_it(tmp_path):
     def build(path=None, **cli):
         return merge(RewardTrainConfig, read_recipe(path), cli, path, "reward")
 
-    recipe = ROOT / "recipes" / "reward-hh.yaml"
+    recipe = ROOT / "recipes" / "reward-hh-fast.yaml"
     cfg = build(recipe)
     assert cfg.model == "smollm2-135m" and cfg.freeze_layers == 24
+    best = build(ROOT / "recipes" / "reward-hh.yaml")  # the same settings with 12 more layers trained
+    assert best.freeze_layers == 12 and {**vars(best), "freeze_layers": 24} == vars(cfg)
     assert build(recipe, lr=1e-3, batch_size=None).lr == 1e-3
     assert build(recipe, batch_size=None).batch_size == cfg.batch_size
     assert build().lr == RewardTrainConfig().lr
