@@ -294,15 +294,11 @@ def slope_per_doubling(points: list[tuple[int, dict[int, list[bool]]]], n_boot: 
 
 
 def log_linear_fit(points: list[tuple[int, dict[int, list[bool]]]], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Least-squares line of test accuracy on log2(pairs) through EVERY curve point.
-
-    The two-point slope (``slope_per_doubling``) reads only the last doubling, whose noise is
-    large at ~300 test pairs; this fit uses the whole curve. Accuracy at a point is the mean over
-    its seeds. Every point is scored on the same test pairs, so the CI is a paired percentile
-    bootstrap over test pairs: a resample draws pairs with replacement, recomputes every point's
-    accuracy on them and refits. Returns the slope per doubling, its CI, the intercept (accuracy
-    at 1 pair, log2 = 0) and the residual sd of the points about the line.
-    """
+    """Least-squares line of test accuracy (mean over seeds) on log2(pairs) through EVERY curve
+    point: the last doubling alone (``slope_per_doubling``) is noisy at ~300 test pairs. The CI is
+    a paired percentile bootstrap over the test pairs all points share (resample, recompute every
+    point, refit). Returns the slope per doubling, its CI, the intercept (log2 = 0) and the
+    residual sd of the points about the line."""
     if len(points) < 2:
         raise ValueError("the fit needs two curve points")
     pts = sorted(points, key=lambda p: p[0])
