@@ -258,6 +258,12 @@ def recorded(rows: list[dict], run: Run, settings: dict, path: Path) -> dict | N
 
 
 # --------------------------------------------------------------------------- statistics
+def percentile_95(boots: list[float]) -> tuple[float, float]:
+    """The 2.5% and 97.5% points of sorted bootstrap values (the percentile 95% CI)."""
+    n = len(boots)
+    return boots[int(math.floor(0.025 * n))], boots[min(n - 1, int(math.ceil(0.975 * n)) - 1)]
+
+
 def slope_per_doubling(points: list[tuple[int, dict[int, list[bool]]]], n_boot: int = 2000, seed: int = 0) -> dict:
     """Slope of test accuracy per doubling of training pairs between the two largest curve points.
 
@@ -281,7 +287,7 @@ def slope_per_doubling(points: list[tuple[int, dict[int, list[bool]]]], n_boot: 
     slope = sum(d) / m / doublings
     rng = random.Random(seed)
     boots = sorted(sum(d[rng.randrange(m)] for _ in range(m)) / m / doublings for _ in range(n_boot))
-    lo, hi = boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
+    lo, hi = percentile_95(boots)
     acc1, acc2 = (sum(map(sum, c.values())) / (len(c) * m) for c in (c1, c2))
     common = sorted(set(c1) & set(c2))
     out = {"n1": n1, "n2": n2, "acc1": acc1, "acc2": acc2, "doublings": doublings, "slope": slope,
@@ -321,7 +327,7 @@ def log_linear_fit(points: list[tuple[int, dict[int, list[bool]]]], n_boot: int 
     slope, intercept, acc = fit(range(m))
     rng = random.Random(seed)
     boots = sorted(fit([rng.randrange(m) for _ in range(m)])[0] for _ in range(n_boot))
-    lo, hi = boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
+    lo, hi = percentile_95(boots)
     resid = [a - (intercept + slope * xi) for xi, a in zip(x, acc)]
     resid_sd = math.sqrt(sum(r * r for r in resid) / (len(x) - 2)) if len(x) > 2 else None
     return {"pairs": [n for n, _ in pts], "accuracy": acc, "slope": slope, "ci95": [lo, hi],
@@ -360,7 +366,7 @@ def paired_difference(a: list[bool], b: list[bool], n_boot: int = 2000, seed: in
     d = [float(x) - float(y) for x, y in zip(a, b)]
     m, rng = len(d), random.Random(seed)
     boots = sorted(sum(d[rng.randrange(m)] for _ in range(m)) / m for _ in range(n_boot))
-    return sum(d) / m, boots[int(math.floor(0.025 * n_boot))], boots[min(n_boot - 1, int(math.ceil(0.975 * n_boot)) - 1)]
+    return (sum(d) / m, *percentile_95(boots))
 
 
 def curve_reading(s: dict, target: float) -> str:
