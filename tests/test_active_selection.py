@@ -1,11 +1,8 @@
 """benchmarks/active_selection.py: its selection logic, its disagreement being the server ranker's,
 and its summary arithmetic, on synthetic features and a tiny model (no SmolLM2)."""
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,19 +12,12 @@ from rlhfkit.models.reward_model import RewardModel
 from rlhfkit.rewards.ensemble import pair_disagreement
 from rlhfkit.schema import PreferencePair
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.benchmark_modules import load_benchmark
 
 
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
-
-al = load("active_selection")
-features = load("active_features")
+al = load_benchmark("active_selection")
+features = load_benchmark("active_features")
 
 
 def test_disagreement_picks_the_highest_scores_among_unlabelled_only():

@@ -1,30 +1,20 @@
 """benchmarks/grpo.py: its flags parse and its small helpers are right, without running a benchmark."""
 
-import importlib.util
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "grpo.py"
+from tests.benchmark_modules import heavy_modules_after, load_benchmark
+
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_grpo", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("grpo")
 
 
 def test_import_is_light():
     # the module must import without torch/trl so --help is instant and this test is cheap
-    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('b', {str(BENCH)!r}); "
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.build_parser(); "
-            "print(sorted(k for k in ('torch', 'trl', 'transformers') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_modules_after("grpo", "build_parser()", ("torch", "trl", "transformers")) == []
 
 
 def test_defaults_and_flags():

@@ -1,36 +1,22 @@
 """benchmarks/reward_curve.py: run selection, nested subsets, the minutes estimate, the slope per
 doubling and its reading (hand-worked numbers), and --tiny end to end with resume (no SmolLM2)."""
 
-import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "reward_curve.py"
+from tests.benchmark_modules import heavy_modules_after, load_benchmark
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_reward_curve", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
-
-rc = load_bench()
+rc = load_benchmark("reward_curve")
 
 
 def test_import_is_light():
     # --help and --dry-run planning must not wait for torch
-    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('b', {str(BENCH)!r}); "
-            "m = importlib.util.module_from_spec(s); sys.modules['b'] = m; s.loader.exec_module(m); m.parse_args([]); "
-            "print(sorted(k for k in ('torch', 'trl', 'transformers') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_modules_after("reward_curve", "parse_args([])", ("torch", "trl", "transformers")) == []
 
 
 def test_run_selection():

@@ -1,34 +1,20 @@
 """benchmarks/reward_hacking.py: flags, its small helpers on hand-made scores, and the whole
 pipeline end to end on a tiny random model (--tiny), checked against its own saved scores."""
 
-import importlib.util
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "reward_hacking.py"
+from tests.benchmark_modules import heavy_modules_after, load_benchmark
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_reward_hacking", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-bench = load_bench()
+bench = load_benchmark("reward_hacking")
 
 
 def test_import_is_light():
-    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('b', {str(BENCH)!r}); "
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); m.build_parser(); "
-            "print(sorted(k for k in ('torch', 'transformers', 'numpy') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert heavy_modules_after("reward_hacking", "build_parser()", ("torch", "transformers", "numpy")) == []
 
 
 def test_defaults_and_flags():
