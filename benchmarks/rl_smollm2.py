@@ -48,18 +48,39 @@ def paired_ci(before: list[float], after: list[float], seed: int = 0, n_boot: in
     return float(d.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
-def answers(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, seed: int) -> list[str]:
+def answers(model, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float, seed: int,
+            per_prompt: int = 1) -> list[str]:
+    """``per_prompt`` answers to each prompt, grouped by prompt (prompt 0's answers first)."""
     from rlhfkit.progress import progress
     from rlhfkit.rollout.sampler import SamplingParams, TorchSampler
 
     sampler = TorchSampler(model, tokenizer)
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature)
+    chunk = max(1, 16 // per_prompt)
     out = []
     with progress(len(prompt_ids), "answering held-out prompts") as advance:
-        for start in range(0, len(prompt_ids), 16):
-            out += sampler.sample(prompt_ids[start : start + 16], 1, params, seed + start).texts
-            advance(n=min(16, len(prompt_ids) - start))
+        for start in range(0, len(prompt_ids), chunk):
+            out += sampler.sample(prompt_ids[start : start + chunk], per_prompt, params, seed + start).texts
+            advance(n=min(chunk, len(prompt_ids) - start))
     return out
+
+
+def per_prompt_means(values: list[float], per_prompt: int) -> list[float]:
+    """The mean of each prompt's ``per_prompt`` consecutive values: the unit the paired CI resamples."""
+    if len(values) % per_prompt:
+        raise ValueError(f"{len(values)} values do not split into groups of {per_prompt}")
+    return np.asarray(values, dtype=float).reshape(-1, per_prompt).mean(axis=1).tolist()
+
+
+def with_instruction(prompt: str, instruction: str | None) -> str:
+    """The problem with the shipped instruction replaced by ``instruction`` (None keeps it)."""
+    from rlhfkit.rewards.arithmetic import INSTRUCTION
+
+    if instruction is None:
+        return prompt
+    if not prompt.endswith(INSTRUCTION):
+        raise ValueError(f"prompt does not end with the shipped instruction: {prompt[-80:]!r}")
+    return prompt[: -len(INSTRUCTION)] + instruction
 
 
 def train(args, prompts, reward_fn, out: Path):
@@ -87,8 +108,9 @@ def run_arithmetic(args) -> dict:
     train_problems = generate_problems("train", args.train_n, seed=args.seed)
     test_problems = generate_problems("test", args.test_n, seed=args.seed)
     base, tokenizer = load_causal_lm(args.model, dtype=args.dtype)
-    train_set = prompt_set([p["prompt"] for p in train_problems], tokenizer, 256, [{"answer": p["answer"]} for p in train_problems])
-    test_ids = prompt_set([p["prompt"] for p in test_problems], tokenizer, 256).prompt_ids
+    train_set = prompt_set([with_instruction(p["prompt"], args.instruction) for p in train_problems], tokenizer, 256,
+                           [{"answer": p["answer"]} for p in train_problems])
+    test_ids = prompt_set([with_instruction(p["prompt"], args.instruction) for p in test_problems], tokenizer, 256).prompt_ids
     gold = [p["answer"] for p in test_problems]
 
     def accuracy(model):
@@ -112,11 +134,26 @@ def run_arithmetic(args) -> dict:
             "after": float(np.mean(after)), "difference": diff, "difference_ci95": [lo, hi],
             "train_reward_first5": float(np.mean([h["reward/mean"] for h in history[:5]])),
             "train_reward_last5": float(np.mean([h["reward/mean"] for h in history[-5:]])),
-            "format_weight": args.format_weight, "temperature": args.temperature,
+            "format_weight": args.format_weight, "temperature": args.temperature, "instruction": args.instruction,
             "format_rate_before": float(np.mean([bool(re.search(r"(^|\n)#### *-?[\d,]", t)) for t in before_texts])),
             "format_rate_after": float(np.mean([bool(re.search(r"(^|\n)#### *-?[\d,]", t)) for t in after_texts])),
             "kl_last": history[-1]["kl/mean"], "minutes_training": minutes,
             "examples_after": after_texts[:3]}
+
+
+def cached_baseline(path: str | None, key: dict, compute) -> list[float]:
+    """The starting policy's per-prompt scores: read from ``path`` when it holds the same ``key``
+    (the sampler is deterministic under a seed, so the PPO, RLOO and RAFT runs share one), else
+    computed and written there."""
+    if path and Path(path).exists():
+        saved = json.loads(Path(path).read_text())
+        if saved.get("key") == key:
+            print(f"starting policy's scores read from {path}", file=sys.stderr)
+            return saved["scores"]
+    scores = compute()
+    if path:
+        Path(path).write_text(json.dumps({"key": key, "scores": scores}))
+    return scores
 
 
 def run_reward_model(args) -> dict:
@@ -134,10 +171,13 @@ def run_reward_model(args) -> dict:
     test_ids = prompt_set(test_prompts, tokenizer, 256).prompt_ids
 
     def scores(model):
-        texts = answers(model, tokenizer, test_ids, args.max_new_tokens, 1.0, args.seed)
-        return rm(test_prompts, texts)
+        k = args.eval_samples
+        texts = answers(model, tokenizer, test_ids, args.max_new_tokens, 1.0, args.seed, per_prompt=k)
+        return per_prompt_means(rm([p for p in test_prompts for _ in range(k)], texts), k)
 
-    before = scores(base)
+    key = {"model": args.model, "reward_model": str(Path(args.reward_model).resolve()), "test_n": len(test_prompts),
+           "eval_samples": args.eval_samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype}
+    before = cached_baseline(args.baseline_cache, key, lambda: scores(base))
     del base
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,6 +189,7 @@ def run_reward_model(args) -> dict:
         kl = policy_kl(out / "final", args.model, test_prompts[:32], args.max_new_tokens, args.seed)
     diff, lo, hi = paired_ci(before, after, args.seed)
     return {"task": "HH reward-model score (held-out test prompts)", "n_test": len(test_prompts),
+            "eval_samples_per_prompt": args.eval_samples,
             "before": float(np.mean(before)), "after": float(np.mean(after)), "difference": diff,
             "difference_ci95": [lo, hi], "kl_per_sequence": kl["kl_per_sequence"], "kl_stderr": kl["kl_stderr"],
             "train_reward_first5": float(np.mean([h["reward/mean"] for h in history[:5]])),
@@ -171,6 +212,12 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the training rollouts")
     p.add_argument("--format-weight", type=float, default=0.0,
                    help="(arithmetic) weight of a bonus for the requested '#### N' answer line in the training reward")
+    p.add_argument("--instruction", default=None,
+                   help="(arithmetic) replace the shipped instruction after each problem, in training and test prompts alike")
+    p.add_argument("--eval-samples", type=int, default=1,
+                   help="(reward-model) sampled answers per held-out prompt; their mean is the paired unit")
+    p.add_argument("--baseline-cache", default=None,
+                   help="(reward-model) JSON file that keeps the starting policy's held-out scores for runs with the same settings")
     p.add_argument("--raft-keep", type=float, default=0.25)
     p.add_argument("--train-n", type=int, default=400)
     p.add_argument("--test-n", type=int, default=200)
