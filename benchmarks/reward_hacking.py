@@ -98,10 +98,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.samples < 2 or args.label_answers < 2:
         ap.error("--samples and --label-answers must be at least 2")
-    if args.tiny:  # the model is written in main(); random bytes hold a whitespace every ~40 bytes
-        args.gold_kwargs, args.n_train, args.n_eval, args.label_answers, args.samples = {"target": 2}, 4, 4, 3, 8
-        args.max_new_tokens, args.rm_freeze_layers, args.rm_max_length, args.rm_lr = 24, 0, 64, 1e-3
-        args.boot, args.dtype = 200, "fp32"
+    return apply_tiny(args) if args.tiny else args
+
+
+def apply_tiny(args: argparse.Namespace) -> argparse.Namespace:
+    """--tiny settings (the model is written in main(); random bytes hold a whitespace every ~40 bytes)."""
+    args.gold_kwargs, args.n_train, args.n_eval, args.label_answers, args.samples = {"target": 2}, 4, 4, 3, 8
+    args.max_new_tokens, args.rm_freeze_layers, args.rm_max_length, args.rm_lr = 24, 0, 64, 1e-3
+    args.boot, args.dtype = 200, "fp32"
     return args
 
 
@@ -153,20 +157,26 @@ def train_proxy(labelled, args, out: Path) -> Path:
     return folder
 
 
-def sample_held_out(policy, tokenizer, records, args) -> list[list[str]]:
-    """M answers per held-out prompt, about 128 sequences per sampler call (wide batches decode cheaper)."""
+def held_out_batches(policy, tokenizer, records, samples: int, max_new_tokens: int, temperature: float, seed: int):
+    """(prompt ids, [RolloutBatch]): ``samples`` answers per prompt, about 128 sequences per
+    sampler call (wide batches decode cheaper), each call seeded by its first prompt's position."""
     from rlhfkit.rollout.prompts import render_prompt
     from rlhfkit.rollout.sampler import SamplingParams, TorchSampler
 
     sampler = TorchSampler(policy, tokenizer)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=1.0)
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=1.0)
     ids = [tokenizer(render_prompt(tokenizer, r.prompt), add_special_tokens=False)["input_ids"] for r in records]
-    chunk, answers = max(1, 128 // args.samples), []
-    for start in range(0, len(ids), chunk):
-        batch = sampler.sample(ids[start:start + chunk], args.samples, params, seed=args.seed * 7919 + 1 + start)
-        texts = [t.strip() for t in batch.texts]
-        answers += [texts[i:i + args.samples] for i in range(0, len(texts), args.samples)]
-    return answers
+    chunk = max(1, 128 // samples)
+    return ids, [sampler.sample(ids[start:start + chunk], samples, params, seed=seed * 7919 + 1 + start)
+                 for start in range(0, len(ids), chunk)]
+
+
+def sample_held_out(policy, tokenizer, records, args) -> list[list[str]]:
+    """M answers per held-out prompt (``held_out_batches``), grouped by prompt."""
+    _, batches = held_out_batches(policy, tokenizer, records, args.samples, args.max_new_tokens, args.temperature,
+                                  args.seed)
+    texts = [t.strip() for batch in batches for t in batch.texts]
+    return [texts[i:i + args.samples] for i in range(0, len(texts), args.samples)]
 
 
 def score_matrix(reward_fn, records, answers: list[list[str]]):
@@ -263,10 +273,19 @@ def turn_sentence(turn: dict, fits: dict) -> str:
     return head + f"; the fitted gold curve peaks at √KL = {peak['sqrt_kl']:.3f} ({where})"
 
 
+def annotators(labelled, pool_facts: dict) -> dict:
+    """eval/annotators.json: the pool's settings and each simulated annotator's length and position biases."""
+    from rlhfkit.feedback.bias import label_biases
+
+    rows = [{"annotator": b.annotator, "source": b.source, "judgements": b.n_pairs,
+             "longer_preferred_rate": b.longer_chosen, "first_position_best_rate": b.first_shown_chosen,
+             "config": pool_facts["configs"].get(b.annotator)} for b in label_biases(labelled).values()]
+    return {"pool": {k: v for k, v in pool_facts.items() if k != "configs"}, "annotators": rows}
+
+
 def write_run(out: Path, args, points, fits, turn, pool_facts, labelled, agreement, diagnostics, extra) -> None:
     from rlhfkit import __version__
     from rlhfkit.data.atomic import atomic_write
-    from rlhfkit.feedback.bias import label_biases
 
     def dump(rel: str, obj) -> None:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -275,10 +294,7 @@ def write_run(out: Path, args, points, fits, turn, pool_facts, labelled, agreeme
 
     dump("eval/overoptimization.json", {"form": "bon", "points": points, "fit": fits, "turn": turn,
                                         "proxy_gold_agreement": agreement})
-    rows = [{"annotator": b.annotator, "source": b.source, "judgements": b.n_pairs,
-             "longer_preferred_rate": b.longer_chosen, "first_position_best_rate": b.first_shown_chosen,
-             "config": pool_facts["configs"].get(b.annotator)} for b in label_biases(labelled).values()]
-    dump("eval/annotators.json", {"pool": {k: v for k, v in pool_facts.items() if k != "configs"}, "annotators": rows})
+    dump("eval/annotators.json", annotators(labelled, pool_facts))
     dump("eval/rm_diagnostics.json", diagnostics)
     settings = {k: v for k, v in vars(args).items() if k != "progress"}
     dump("run.json", {"kind": "best-of-N sweep", "config": settings,
