@@ -13,9 +13,11 @@ The design, stated openly because it decides the outcome's shape:
   plus a strong prefers-longer bias. --proxy DIR reuses a proxy folder (e.g. OUT/proxy of a
   reward_hacking.py run); otherwise it is built here with the same flags.
   A reward model reads at most --proxy-max-length tokens of prompt + answer (the prompt is cut
-  to a quarter from the left, the answer from the RIGHT: ``packing.truncate_keep_prompt_end``),
-  so a proxy scored with its training window (96 tokens: answers cut at 72) cannot see length
-  past it; --proxy-max-length scores with a longer window, outside what the proxy was trained on.
+  to at most a quarter from the left, the answer from the RIGHT: ``packing.truncate_keep_prompt_end``),
+  so a proxy scored with its training window (96 tokens: with these short prompts, answers cut at
+  about 90 tokens, some 70 words) cannot see length past it, and RL beyond that is no longer
+  paid for being longer; --proxy-max-length scores with a longer window (a window the proxy
+  never saw in training: whether its "longer is better" carries over is part of the experiment).
 - Optimiser: the project's online trainers (``trainers.registry.build_online``; RLOO by
   default) against the proxy (``rewards.model_reward.ModelReward``) on the training prompts
   (``builtin:loop-train``, all of them). The KL coefficient is small (default 0): the point is to
@@ -41,11 +43,12 @@ point per checkpoint), eval/rm_diagnostics.json (proxy vs gold on the starting p
 pairs), eval/annotators.json (when the proxy is built here), run.json, results.json,
 report.html. Prints a markdown table for benchmarks/RESULTS.md.
 
-    # the experiment (SmolLM2-135M-Instruct, the proxy of a reward_hacking.py run scored with a
-    # window that holds 192-token answers; about 30 min on 2 cores)
+    # the experiment (SmolLM2-135M-Instruct; the proxy of a reward_hacking.py run, scored with a
+    # window that holds whole 192-token answers; rloo, 20 steps x 2 prompts x 8 samples, 24 held-out
+    # prompts x 4 samples at steps 0, 5, ..., 20; about 30 min on 2 cores)
     flock /tmp/rlhfkit-heavy.lock env OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 \\
         python benchmarks/reward_hacking_rl.py --proxy runs/bench-reward-hacking-3/proxy \\
-        --proxy-max-length 320 --out runs/bench-reward-hacking-rl --progress
+        --proxy-max-length 256 --out runs/bench-reward-hacking-rl --progress
     # the same pipeline on a tiny random model in seconds (a smoke check; its numbers mean nothing)
     python benchmarks/reward_hacking_rl.py --tiny --out /tmp/bench-reward-hacking-rl-tiny
 """
@@ -125,7 +128,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.tiny:
         hack.apply_tiny(args)
         args.samples, args.steps, args.eval_every, args.prompts_per_step, args.group_size = 4, 2, 1, 1, 2
-        args.rl_max_new_tokens, args.lr = 32, 1e-3
+        args.rl_max_new_tokens, args.lr = 32, 2e-2
     return args
 
 
