@@ -387,18 +387,22 @@ def main(argv=None) -> dict:
     if evals:
         print(f"evaluations reused for steps {sorted(evals)}", file=sys.stderr)
     checkpoint = lambda s: out / "rl" / "checkpoints" / f"step-{s}"  # noqa: E731
-    if any(s > 0 and not checkpoint(s).is_dir() for s in todo):
-        train_policy(args, out, proxy_fn)
-    seconds["training"] = time.perf_counter() - t - sum(seconds.values())
-    with progress(len(todo), "evaluating checkpoints", enabled=args.progress) as advance:
-        for s in todo:
+    seconds["training"] = seconds["evaluation"] = 0.0
+    for s in todo:  # step 0 first: the starting policy's lengths and scores are on disk before RL starts
+        if s > 0 and any(c > 0 and not checkpoint(c).is_dir() for c in todo):
+            t_train = time.perf_counter()
+            train_policy(args, out, proxy_fn)
+            seconds["training"] += time.perf_counter() - t_train
+        t_eval = time.perf_counter()
+        with progress(1, f"evaluating step {s}", enabled=args.progress) as advance:
             policy = start if s == 0 else load_causal_lm(checkpoint(s), dtype="fp32")[0]
-            t_eval = time.perf_counter()
             record = evaluate_policy(policy, start, tokenizer, held_out, proxy_fn, gold_fn, args)
-            evals[s] = {"key": eval_key, "step": s, "seconds": time.perf_counter() - t_eval, **record}
-            dump(path(s), evals[s])
             advance()
-    seconds["evaluation"] = time.perf_counter() - t - sum(seconds.values())
+        evals[s] = {"key": eval_key, "step": s, "seconds": time.perf_counter() - t_eval, **record}
+        dump(path(s), evals[s])
+        seconds["evaluation"] += evals[s]["seconds"]
+        print(f"step {s}: {np.mean(record['words']):.1f} words on average, proxy {np.mean(record['proxy']):.3f}, "
+              f"gold {np.mean(record['gold']):.3f}, KL {np.mean(record['kl']):.2f}", file=sys.stderr)
 
     points = checkpoint_points(steps, evals, args.boot, args.seed)
     fits, fit_errors = rl_fits(points)
