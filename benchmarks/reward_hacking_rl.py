@@ -417,7 +417,7 @@ def main(argv=None) -> dict:
     # the report's own turn finding reads best-of-N keys (n_peak, n_max); ours names steps, so it
     # goes under its own key and the report falls back to its point-based reading for RL
     dump(out / "eval" / "overoptimization.json", {"form": "rl", "points": points, "fit": fits, "fit_errors": fit_errors,
-                                                  "checkpoint_turn": turn, "proxy_gold_agreement": agreement})
+                                                  "turn": turn, "proxy_gold_agreement": agreement})
     settings = {k: v for k, v in vars(args).items() if k != "progress"}
     command = "python benchmarks/reward_hacking_rl.py " + " ".join(sys.argv[1:] if argv is None else argv)
     dump(out / "run.json", {"kind": "RL against a proxy reward model (over-optimisation)", "config": settings,

@@ -88,7 +88,7 @@ def test_tiny_pipeline_end_to_end_and_a_rerun_reuses_the_evaluations(tmp_path, m
     assert p2["gold_abs"] == pytest.approx(np.mean(steps[2]["gold"]), abs=1e-12)
     assert p2["gold"] == pytest.approx(np.mean(steps[2]["gold"]) - np.mean(steps[0]["gold"]), abs=1e-12)
     assert p2["kl"] == pytest.approx(np.mean(steps[2]["kl"]), abs=1e-12)
-    assert over["checkpoint_turn"] == first["turn"] and over["checkpoint_turn"]["step_last"] == 2
+    assert over["turn"] == first["turn"] and over["turn"]["step_last"] == 2
     assert set(over["fit"]) | set(over["fit_errors"]) == {"proxy", "gold"}
     for name, coef in over["fit"].items():  # Gao's RL form on the written points (KL below 0 counted as 0)
         fit = fit_rl([max(0.0, p["kl"]) for p in over["points"]], [p[name] for p in over["points"]])

@@ -112,18 +112,22 @@ def overopt(run, a: str) -> str:
     if isinstance(turn, dict) and "interior" in turn:  # the writer tested the fall against its CI
         lo, hi = _ci(turn.get("drop_ci95"))
         ci = f", 95% CI {fmt(lo)}–{fmt(hi)}" if lo is not None else ""
-        peak, last = (f"N = {esc(turn.get(k))}" for k in ("n_peak", "n_max"))
+        # best-of-N sweeps name the peak by N; RL runs by checkpoint step
+        key, best_key, last_key, unit = (("n", "n_peak", "n_max", "N = {}") if "n_peak" in turn
+                                         else ("step", "step_best", "step_last", "step {}"))
+        peak, last = (unit.format(esc(turn.get(k))) for k in (best_key, last_key))
         if turn["interior"]:
-            by_n = {p.get("n"): p for p in pts}
-            rising = (turn.get("n_peak") in by_n and turn.get("n_max") in by_n
-                      and by_n[turn["n_max"]]["proxy"] > by_n[turn["n_peak"]]["proxy"])
+            by_key = {p.get(key): p for p in pts}
+            rising = (turn.get(best_key) in by_key and turn.get(last_key) in by_key
+                      and by_key[turn[last_key]]["proxy"] > by_key[turn[best_key]]["proxy"])
             finding = (f'<p class="finding">Gold reward peaked at {peak} and fell to {last} by '
                        f'{fmt(turn.get("drop"))} ({esc(ci[2:])}), beyond its sampling error'
                        + (", while the proxy kept rising" if rising else "") + ": over-optimisation.</p>")
         elif turn.get("significant_drop"):
-            finding = (f'<p class="finding">Gold reward is highest at the smallest N ({peak}) and falls to {last} '
+            start = "the smallest N" if key == "n" else "the start"
+            finding = (f'<p class="finding">Gold reward is highest at {start} ({peak}) and falls to {last} '
                        f'({fmt(turn.get("drop"))}{esc(ci)}): the proxy misleads from the first step.</p>')
-        elif turn.get("n_peak") != turn.get("n_max"):
+        elif turn.get(best_key) != turn.get(last_key):
             finding = (f'<p class="finding ok">Gold reward is highest at {peak}, but its fall to {last} '
                        f'({fmt(turn.get("drop"))}{esc(ci)}) is within the sampling error: no clear turn.</p>')
         else:

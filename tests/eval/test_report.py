@@ -235,3 +235,19 @@ def test_best_of_n_sweep_with_cis_follows_the_writers_turn_test(tmp_path):
     page = _bon_sweep_file(tmp_path / "b", real)
     assert ("Gold reward peaked at N = 4 and fell to N = 8 by 0.12 (95% CI 0.05–0.19), beyond its sampling error, "
             "while the proxy kept rising: over-optimisation.") in page
+
+
+def test_rl_checkpoints_turn_is_named_by_step(tmp_path):
+    # an RL run (form "rl"): checkpoints at steps 0, 5, 10; the writer's CI-tested turn names them by step
+    pts = [{"checkpoint": f"step {s}", "step": s, "kl": kl, "proxy": pr, "gold": g}
+           for s, kl, pr, g in ((0, 0.0, 0.1, 0.5), (5, 1.0, 0.4, 0.7), (10, 4.0, 0.9, 0.45))]
+    turn = {"step_best": 5, "step_last": 10, "drop": 0.25, "drop_ci95": [0.1, 0.4], "interior": True,
+            "significant_drop": True}
+    write_json(tmp_path / "eval" / "overoptimization.json", {"form": "rl", "points": pts, "turn": turn, "fit": {}})
+    page = build_report(tmp_path).read_text()
+    assert ("Gold reward peaked at step 5 and fell to step 10 by 0.25 (95% CI 0.1–0.4), beyond its sampling error, "
+            "while the proxy kept rising: over-optimisation.") in page
+    flat = dict(turn, step_best=0, interior=False, drop_ci95=[0.05, 0.4])
+    write_json(tmp_path / "eval" / "overoptimization.json", {"form": "rl", "points": pts, "turn": flat, "fit": {}})
+    page = build_report(tmp_path).read_text()
+    assert "Gold reward is highest at the start (step 0) and falls to step 10 (0.25, 95% CI 0.05–0.4)" in page
