@@ -92,7 +92,8 @@ def train(args, prompts, reward_fn, out: Path):
     cfg = RLConfig(algo=args.algo, model=args.model, lr=args.lr, lr_schedule="constant", batch_size=args.prompts_per_step,
                    group_size=args.group_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                    kl_coef=args.kl_coef, max_steps=args.steps, seed=args.seed, dtype=args.dtype, max_length=256,
-                   save_every=args.save_every, raft_keep=args.raft_keep, kl_target=args.kl_target)
+                   save_every=args.save_every, raft_keep=args.raft_keep, kl_target=args.kl_target,
+                   aggregation=args.aggregation, advantage_scale=args.advantage_scale)
     trainer = build_online(cfg, prompts, out, policy=policy, tokenizer=tokenizer, reward_fn=reward_fn)
     history = trainer.train()
     return trainer, history
@@ -209,6 +210,10 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-6)
     p.add_argument("--kl-coef", type=float, default=0.02)
+    p.add_argument("--aggregation", default="sequence_mean", choices=["sequence_mean", "token_mean", "constant"],
+                   help="loss aggregation over tokens (constant = Dr. GRPO's, free of the length bias)")
+    p.add_argument("--advantage-scale", default="std", choices=["std", "none"],
+                   help="(grpo) divide group-centred rewards by the group std, or not (Dr. GRPO)")
     p.add_argument("--kl-target", type=float, default=0.0,
                    help="(ppo) adaptive KL controller's target, nats per sequence (0 = a fixed --kl-coef)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the training rollouts")
@@ -234,9 +239,10 @@ def main() -> None:
     args.dtype = resolve_dtype_name(args.dtype)
     t0 = time.perf_counter()
     result = run_arithmetic(args) if args.task == "arithmetic" else run_reward_model(args)
-    result.update(algo=args.algo, kl_target=args.kl_target, steps=args.steps, prompts_per_step=args.prompts_per_step,
-                  group_size=args.group_size, lr=args.lr, kl_coef=args.kl_coef, max_new_tokens=args.max_new_tokens, dtype=args.dtype,
-                  seed=args.seed, minutes_total=(time.perf_counter() - t0) / 60)
+    result.update(algo=args.algo, aggregation=args.aggregation, advantage_scale=args.advantage_scale,
+                  kl_target=args.kl_target, steps=args.steps, prompts_per_step=args.prompts_per_step,
+                  group_size=args.group_size, lr=args.lr, kl_coef=args.kl_coef, max_new_tokens=args.max_new_tokens,
+                  dtype=args.dtype, seed=args.seed, minutes_total=(time.perf_counter() - t0) / 60)
     print(json.dumps(result))
 
 
