@@ -111,7 +111,8 @@ def run_arithmetic(args) -> dict:
     base, tokenizer = load_causal_lm(args.model, dtype=args.dtype)
     train_set = prompt_set([with_instruction(p["prompt"], args.instruction) for p in train_problems], tokenizer, 256,
                            [{"answer": p["answer"]} for p in train_problems])
-    test_ids = prompt_set([with_instruction(p["prompt"], args.instruction) for p in test_problems], tokenizer, 256).prompt_ids
+    test_prompts = [with_instruction(p["prompt"], args.instruction) for p in test_problems]
+    test_ids = prompt_set(test_prompts, tokenizer, 256).prompt_ids
     gold = [p["answer"] for p in test_problems]
 
     def accuracy(model):
@@ -177,7 +178,8 @@ def run_reward_model(args) -> dict:
         return per_prompt_means(rm([p for p in test_prompts for _ in range(k)], texts), k)
 
     key = {"model": args.model, "reward_model": str(Path(args.reward_model).resolve()), "test_n": len(test_prompts),
-           "eval_samples": args.eval_samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "dtype": args.dtype}
+           "eval_samples": args.eval_samples, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+           "dtype": args.dtype}
     before = cached_baseline(args.baseline_cache, key, lambda: scores(base))
     del base
     t0 = time.perf_counter()
@@ -220,11 +222,13 @@ def main() -> None:
     p.add_argument("--format-weight", type=float, default=0.0,
                    help="(arithmetic) weight of a bonus for the requested '#### N' answer line in the training reward")
     p.add_argument("--instruction", default=None,
-                   help="(arithmetic) replace the shipped instruction after each problem, in training and test prompts alike")
+                   help="(arithmetic) replace the shipped instruction after each problem, in training and test "
+                   "prompts alike")
     p.add_argument("--eval-samples", type=int, default=1,
                    help="(reward-model) sampled answers per held-out prompt; their mean is the paired unit")
     p.add_argument("--baseline-cache", default=None,
-                   help="(reward-model) JSON file that keeps the starting policy's held-out scores for runs with the same settings")
+                   help="(reward-model) JSON file that keeps the starting policy's held-out scores for runs with "
+                   "the same settings")
     p.add_argument("--raft-keep", type=float, default=0.25)
     p.add_argument("--train-n", type=int, default=400)
     p.add_argument("--test-n", type=int, default=200)
